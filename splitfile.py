@@ -1,0 +1,1524 @@
+#!/usr/bin/env python3
+"""Split a bundle of text into files: exact to the byte, safe, all or nothing.
+
+A bundle holds files between whole-line markers; everything else is ignored:
+
+    Here are the files you asked for.
+    <<<FILE src/app.py>>>
+    print("hello")
+    <<<END src/app.py>>>
+
+- A line ends at LF. Only to recognise a marker, a final LF and then one CR
+  are dropped, so CRLF bundles work. A UTF-8 byte-order mark at the start is
+  ignored; a UTF-16 or UTF-32 one is refused.
+- A block opens at a line `<<<FILE NAME>>>` and closes at the first line that
+  is exactly `<<<END NAME>>>` for the same NAME. Every line between is body,
+  other marker lines included, so a bundle can carry another bundle.
+- The body is the exact bytes of those lines, each with its own terminator:
+  never re-encoded, never re-terminated. It is empty or ends with LF.
+- Lines outside blocks (chat prose, code fences) are ignored; one that almost
+  looks like a marker gets a warning. A stray `<<<END ...>>>` is an error.
+- NAME is a relative path with `/` between parts, checked strictly: no `..`,
+  no absolute path, no control or invisible character, no `.git`.
+
+Nothing under the output directory changes unless every block is well formed,
+every name is valid and every target can be written: bodies stream into
+`.splitfile-*` temporary files beside their targets and are renamed into place
+only at the end. The full contract is SPEC.md; README.md is the user guide.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
+    from typing import IO, Final, Iterable, Iterator, Sequence, Union
+
+    Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
+
+__version__ = "1.0.0"
+
+# ---------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------
+
+OPEN_PREFIX: Final = b"<<<FILE "
+CLOSE_PREFIX: Final = b"<<<END "
+MARKER_SUFFIX: Final = b">>>"
+
+MAX_NAME_BYTES: Final = 4096
+MAX_PART_BYTES: Final = 255
+# An outside line longer than this is never held whole (a marker line holding
+# the longest valid name is far shorter); only its head and tail are kept.
+MAX_HELD_LINE: Final = 64 * 1024
+CHUNK_SIZE: Final = 1 << 20  # bytes read from the bundle at a time
+
+TEMP_PREFIX: Final = ".splitfile-"
+VCS_FOLDERS: Final = frozenset({".git", ".hg", ".svn"})
+# Code points that render as nothing but are not in category Cf.
+INVISIBLE_FILLERS: Final = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+REFUSED_CATEGORIES: Final = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+WINDOWS_FORBIDDEN: Final = ':<>"|?*'
+WINDOWS_DEVICES: Final = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"]
+    + [f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789\u00b9\u00b2\u00b3"]
+)
+
+BOMS: Final = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+# Can every filesystem call below DIR be made relative to an open folder?
+HAVE_DIR_FD: Final = (
+    {os.open, os.stat, os.mkdir, os.rename, os.replace, os.link, os.unlink, os.rmdir}
+    <= os.supports_dir_fd
+    and hasattr(os, "O_DIRECTORY")
+    and hasattr(os, "O_NOFOLLOW")
+)
+O_BINARY: Final = getattr(os, "O_BINARY", 0)  # Windows would translate newlines
+O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not hang
+# errno values meaning "this filesystem has no hard links": fall back to rename.
+NO_LINK_ERRNOS: Final = frozenset(
+    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV") if hasattr(errno, name)
+)
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class SplitError(Exception):
+    """A failure shown as `splitfile: error: SOURCE:LINE: message` (exit 1)."""
+
+    exit_status = EXIT_FAILURE
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class BundleError(SplitError):
+    """The bundle's structure is wrong: encoding, markers, no block at all."""
+
+
+class InvalidNameError(SplitError):
+    """A block's name breaks a name rule or collides with another block's."""
+
+
+class ConflictError(SplitError):
+    """A target holds other content and -f was not given."""
+
+
+class TargetError(SplitError):
+    """A target or a folder on its path is something that is never replaced."""
+
+
+class DiskError(SplitError):
+    """The operating system refused a read or a write."""
+
+
+class UsageError(SplitError):
+    """The command line is wrong (exit 2)."""
+
+    exit_status = EXIT_USAGE
+
+
+class ErrorList(SplitError):
+    """Several errors found in one run, all to be reported."""
+
+    def __init__(self, errors: Sequence[SplitError]) -> None:
+        super().__init__(f"{len(errors)} errors")
+        self.errors = list(errors)
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived; raised in the main thread to roll back."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------
+
+
+def quote(name: str) -> str:
+    """Return NAME quoted for a diagnostic, with odd characters escaped."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in "'\\":
+            out.append("\\" + ch)
+        elif ch.isprintable() and ch not in INVISIBLE_FILLERS:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "'" + "".join(out) + "'"
+
+
+def check_name(name: str, windows: bool = False) -> list[str]:
+    """Return every reason NAME may not be written; an empty list means valid.
+
+    NAME is the marker's text decoded with `surrogateescape`, so bytes that
+    are not UTF-8 show up as lone surrogates. WINDOWS adds the rules that keep
+    a name portable to Windows (always on there, and with --portable).
+    """
+    import unicodedata
+
+    if not name:
+        return ["the name is empty"]
+    reasons: list[str] = []
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
+        reasons.append("it is not valid UTF-8")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        reasons.append(f"it is longer than {MAX_NAME_BYTES} bytes")
+    if name.startswith("/"):
+        reasons.append("it starts with '/' (names are relative to the output folder)")
+    if name.endswith("/"):
+        reasons.append("it ends with '/' (a name is a file, not a folder)")
+    if "\\" in name:
+        reasons.append("it holds a backslash (use '/' between parts)")
+    for ch in dict.fromkeys(name):  # each distinct character once, in order
+        what = REFUSED_CATEGORIES.get(unicodedata.category(ch))
+        if what is None and ch in INVISIBLE_FILLERS:
+            what = "an invisible filler character"
+        if what:
+            reasons.append(f"it holds {what} (U+{ord(ch):04X})")
+        elif windows and ch in WINDOWS_FORBIDDEN:
+            reasons.append(f"it holds {ch!r}, which Windows forbids in names")
+    parts = name.split("/")
+    inner = parts[1:-1] if len(parts) > 2 else []
+    if "" in inner or (len(parts) == 2 and name.startswith("/") and name.endswith("/")):
+        reasons.append("it has an empty part ('//')")
+    for part in parts:
+        if part:
+            reasons.extend(_part_problems(part, windows))
+    return list(dict.fromkeys(reasons))
+
+
+def _part_problems(part: str, windows: bool) -> Iterator[str]:
+    """Yield why one non-empty part of a name is refused."""
+    if part in (".", ".."):
+        yield f"it has a {part!r} part"
+        return
+    if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+        yield f"a part is longer than {MAX_PART_BYTES} bytes"
+    if part[0].isspace() or part[-1].isspace():
+        yield f"part {quote(part)} starts or ends with whitespace"
+    if part.casefold() in VCS_FOLDERS:
+        yield f"part {quote(part)} is a version-control folder"
+    if part.startswith(TEMP_PREFIX):
+        yield f"part {quote(part)} starts with {TEMP_PREFIX!r}, splitfile's own prefix"
+    if windows:
+        if part.endswith("."):
+            yield f"part {quote(part)} ends with '.', which Windows drops"
+        upper = part.upper()
+        if upper.startswith("GIT~") and upper[4:].isdigit():
+            yield f"part {quote(part)} is a Windows short name for '.git'"
+        if part.split(".", 1)[0].rstrip(" ").upper() in WINDOWS_DEVICES:
+            yield f"part {quote(part)} is a reserved device name on Windows"
+
+
+def name_key(name: str) -> tuple[str, ...]:
+    """Return NAME's parts under canonical caseless matching (NFD, casefold, NFD)."""
+    import unicodedata
+
+    return tuple(
+        unicodedata.normalize("NFD", unicodedata.normalize("NFD", part).casefold())
+        for part in name.split("/")
+    )
+
+
+class NameIndex:
+    """The names seen so far, to refuse two that would land on the same file."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, ...], tuple[str, int]] = {}
+        self._folders: dict[tuple[str, ...], tuple[str, int]] = {}
+
+    def add(self, name: str, line: int) -> str | None:
+        """Record NAME; return why it collides with an earlier name, if it does."""
+        key = name_key(name)
+        if key in self._files:
+            other, other_line = self._files[key]
+            if other == name:
+                return f"{quote(name)} appears twice; the first block is at line {other_line}"
+            return (
+                f"{quote(name)} and {quote(other)} (line {other_line}) differ only in case or"
+                " Unicode form; they would overwrite each other on macOS and Windows"
+            )
+        if key in self._folders:
+            other, other_line = self._folders[key]
+            return f"{quote(name)} is a file, but {quote(other)} (line {other_line}) needs it as a folder"
+        for depth in range(1, len(key)):
+            if key[:depth] in self._files:
+                other, other_line = self._files[key[:depth]]
+                return f"{quote(name)} needs {quote(other)} (line {other_line}) as a folder, but it is a file"
+        self._files[key] = (name, line)
+        for depth in range(1, len(key)):
+            self._folders.setdefault(key[:depth], (name, line))
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Parser: bytes in, events out; no filesystem access
+# ---------------------------------------------------------------------------
+
+
+class Open:
+    """A block starts: NAME (decoded with surrogateescape) at LINE."""
+
+    __slots__ = ("name", "line")
+
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+
+
+class Body:
+    """The next piece of the open block's body, exactly as in the bundle."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Close:
+    """The open block ends at LINE."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class NearMiss:
+    """LINE, outside any block, looks like a marker but is not one."""
+
+    __slots__ = ("line", "text")
+
+    def __init__(self, line: int, text: bytes) -> None:
+        self.line = line
+        self.text = text
+
+
+if TYPE_CHECKING:
+    Event = Union[Open, Body, Close, NearMiss]
+
+
+def _marker_text(line: bytes) -> bytes:
+    """Return LINE without its final LF and then one CR: the text a marker is matched on."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    return line
+
+
+def _is_open_marker(text: bytes) -> bool:
+    return text.startswith(OPEN_PREFIX) and text.endswith(MARKER_SUFFIX)
+
+
+def _is_close_shaped(text: bytes) -> bool:
+    return text.startswith(CLOSE_PREFIX) and text.endswith(MARKER_SUFFIX)
+
+
+# What chat answers wrap markers in: Markdown quotes, lists, bold, code spans.
+_DECORATION = b" \t\r\n\v\f>*_`~-+"
+
+
+def _is_near_miss(text: bytes) -> bool:
+    """Tell whether TEXT, not an exact marker, looks like a mistyped one."""
+    core = text.strip().lstrip(_DECORATION)
+    if not core.startswith(b"<<"):
+        return False
+    rest = core.lstrip(b"<").lstrip().upper()
+    return rest.startswith(b"FILE") or rest.startswith(b"END")
+
+
+class _Block:
+    """The block being read: its name, where it opened, its close marker."""
+
+    __slots__ = ("raw_name", "line", "close", "hint")
+
+    def __init__(self, raw_name: bytes, line: int) -> None:
+        self.raw_name = raw_name
+        self.line = line
+        self.close = CLOSE_PREFIX + raw_name + MARKER_SUFFIX
+        self.hint = ""  # why a line inside probably was meant to close it
+
+
+class Parser:
+    """Turn bundle bytes, fed in chunks of any size, into events.
+
+    `feed(data)` and then `finish()` return lists of Open, Body, Close and
+    NearMiss events; a structure error raises BundleError. Memory stays
+    bounded whatever the length of a body or of a line: bodies leave as Body
+    pieces as soon as they cannot be the start of the close marker.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._line = 1  # number of the line that _buf starts in
+        self._at_line_start = True  # does _buf start at the start of a line?
+        self._checked_bom = False
+        self._block: _Block | None = None
+        self._long: list[bytes] | None = None  # head and tail of an outside line too long to hold
+        self._blocks_seen = 0
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume DATA; return the events it completes."""
+        self._buf += data
+        events: list[Event] = []
+        if not self._checked_bom:
+            if len(self._buf) < 4:
+                return events
+            self._check_bom()
+        self._run(False, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        """Consume the end of input; return the last events or raise BundleError."""
+        events: list[Event] = []
+        if not self._checked_bom:
+            self._check_bom()
+        self._run(True, events)
+        block = self._block
+        if block is not None:
+            close = quote(block.close.decode("utf-8", "replace"))
+            message = f"block {quote(block.raw_name.decode('utf-8', 'surrogateescape'))} is never closed: no {close} line follows"
+            message += block.hint
+            raise BundleError(message, block.line)
+        if not self._blocks_seen:
+            raise BundleError("no '<<<FILE name>>>' block found; nothing to write")
+        return events
+
+    def _check_bom(self) -> None:
+        self._checked_bom = True
+        if self._buf.startswith(UTF8_BOM):
+            self._buf = self._buf[len(UTF8_BOM):]
+            return
+        for mark, encoding in BOMS:
+            if self._buf.startswith(mark):
+                raise BundleError(
+                    f"the bundle is {encoding} text; convert it to UTF-8 first, e.g."
+                    f" 'iconv -f {encoding} -t UTF-8 IN > OUT', or in PowerShell write it with"
+                    " '| Out-File -Encoding utf8' instead of '>'",
+                    1,
+                )
+
+    def _run(self, final: bool, events: list[Event]) -> None:
+        while self._inside(final, events) if self._block else self._outside(final, events):
+            pass
+
+    # -- outside any block ---------------------------------------------------
+
+    def _outside(self, final: bool, events: list[Event]) -> bool:
+        """Read lines until a block opens (return True) or the buffer runs dry."""
+        buf = self._buf
+        pos = 0
+        if self._long is not None:
+            pos = self._continue_long_line(final, events)
+            if self._long is not None:  # still no end of line
+                self._buf = b""
+                return False
+        while self._block is None:
+            end = buf.find(b"\n", pos) + 1
+            if not end:
+                if final and pos < len(buf):
+                    self._outside_line(buf[pos:], events)
+                    pos = len(buf)
+                elif len(buf) - pos > MAX_HELD_LINE:
+                    self._long = [buf[pos:pos + MAX_HELD_LINE], buf[-4:]]
+                    pos = len(buf)
+                break
+            self._outside_line(buf[pos:end], events)
+            pos = end
+            self._line += 1
+        self._buf = buf[pos:]
+        return self._block is not None
+
+    def _continue_long_line(self, final: bool, events: list[Event]) -> int:
+        """Feed the buffer to the long line being skipped; return where the next line starts."""
+        assert self._long is not None
+        buf = self._buf
+        end = buf.find(b"\n") + 1
+        if not end and not final:
+            self._long[1] = (self._long[1] + buf)[-4:]
+            return len(buf)
+        end = end or len(buf)
+        head, tail = self._long
+        self._long = None
+        self._outside_line(head + (tail + buf[:end])[-5:], events, held=False)
+        self._line += 1
+        return end
+
+    def _outside_line(self, line: bytes, events: list[Event], held: bool = True) -> None:
+        """Handle one line outside any block (HELD: the whole line is in LINE)."""
+        text = _marker_text(line)
+        if _is_open_marker(text):
+            if not held:
+                raise BundleError(
+                    f"this <<<FILE line is longer than {MAX_HELD_LINE} bytes; a name may hold at most"
+                    f" {MAX_NAME_BYTES}",
+                    self._line,
+                )
+            raw = text[len(OPEN_PREFIX):-len(MARKER_SUFFIX)]
+            self._block = _Block(raw, self._line)
+            self._blocks_seen += 1
+            self._at_line_start = True
+            events.append(Open(raw.decode("utf-8", "surrogateescape"), self._line))
+        elif _is_close_shaped(text):
+            shown = quote(text[:200].decode("utf-8", "replace"))
+            raise BundleError(
+                f"{shown} closes no open block; is the <<<FILE line above it mistyped?", self._line
+            )
+        elif _is_near_miss(text):
+            events.append(NearMiss(self._line, text[:200]))
+
+    # -- inside a block --------------------------------------------------------
+
+    def _inside(self, final: bool, events: list[Event]) -> bool:
+        """Pass body bytes on until the close marker (return True) or the buffer runs dry."""
+        block = self._block
+        assert block is not None
+        buf = self._buf
+        # Only whole lines can be judged; at the end of input every byte is one.
+        end = len(buf) if final else buf.rfind(b"\n") + 1
+        found = self._find_close(block.close, buf, end, final)
+        if found is not None:
+            start, after = found
+            self._emit(block, buf[:start], events)
+            events.append(Close(self._line))
+            self._block = None
+            self._line += 1
+            self._at_line_start = True
+            self._buf = buf[after:]
+            return True
+        self._emit(block, buf[:end], events)
+        rest = buf[end:]
+        if len(rest) > max(MAX_HELD_LINE, len(block.close) + 2):
+            # A partial line this long cannot be the close marker: pass it on.
+            self._emit(block, rest, events)
+            self._at_line_start = False
+            rest = b""
+        self._buf = rest
+        return False
+
+    def _find_close(self, close: bytes, buf: bytes, end: int, final: bool) -> tuple[int, int] | None:
+        """Return where the first close-marker line in BUF[:END] starts and ends."""
+        search = 0
+        while True:
+            start = buf.find(close, search, end)
+            if start < 0:
+                return None
+            search = start + 1
+            if start == 0 and not self._at_line_start or start > 0 and buf[start - 1] != 0x0A:
+                continue
+            after = start + len(close)
+            if after == end:  # only at the end of input
+                return start, after
+            if buf[after] == 0x0A:
+                return start, after + 1
+            if buf[after] == 0x0D:
+                if after + 1 == end:
+                    return start, after + 1
+                if buf[after + 1] == 0x0A:
+                    return start, after + 2
+
+    def _emit(self, block: _Block, piece: bytes, events: list[Event]) -> None:
+        """Pass PIECE on as body, keeping the line count and the never-closed hint."""
+        if not piece:
+            return
+        if not block.hint:
+            self._look_for_hint(block, piece)
+        events.append(Body(piece))
+        self._line += piece.count(b"\n")
+        self._at_line_start = piece.endswith(b"\n")
+
+    def _look_for_hint(self, block: _Block, piece: bytes) -> None:
+        """Note the first line in PIECE that probably was meant to end BLOCK."""
+        wanted = block.close.decode("utf-8", "replace").casefold()
+        found = piece.find(b"<<<")
+        while found >= 0:
+            start = piece.rfind(b"\n", 0, found) + 1
+            end = piece.find(b"\n", found) + 1 or len(piece)
+            if start or self._at_line_start:
+                text = _marker_text(piece[start:end])
+                loose = text.strip().decode("utf-8", "replace").casefold()
+                line = self._line + piece.count(b"\n", 0, start)
+                if loose == wanted:
+                    block.hint = f"; line {line} was probably meant to close it (markers must match exactly)"
+                elif _is_open_marker(text):
+                    block.hint = f"; line {line} starts another block: is the END line above it missing?"
+                if block.hint:
+                    return
+            found = piece.find(b"<<<", end)
+
+
+def parse(chunks: Iterable[bytes]) -> Iterator[Event]:
+    """Yield the events of a bundle given as an iterable of byte chunks."""
+    parser = Parser()
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+    yield from parser.finish()
+
+
+# ---------------------------------------------------------------------------
+# Writer: stage every body beside its target, then rename all into place
+# ---------------------------------------------------------------------------
+
+
+class SignalGuard:
+    """Turn SIGINT, SIGTERM and SIGHUP into Interrupted, except where deferred.
+
+    While `deferring` is set (renames being made or undone), a signal is only
+    noted in `pending`; once `finished` is set the run has succeeded and late
+    signals are ignored. Handlers are installed only in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.finished = False
+        self.pending: int | None = None
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> SignalGuard:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+                if hasattr(signal, name):
+                    signum = getattr(signal, name)
+                    self._saved[signum] = signal.signal(signum, self._handle)
+            if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an error (EFBIG)
+                self._saved[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.finished:
+            return
+        if self.deferring:
+            self.pending = signum
+            return
+        raise Interrupted(signum)
+
+    def check(self) -> None:
+        """Raise Interrupted for a signal that arrived while deferred."""
+        if self.pending is not None and not self.finished:
+            raise Interrupted(self.pending)
+
+
+class _Tree:
+    """Filesystem calls below DIR that never follow a symlink.
+
+    With dir_fd (POSIX) a folder is an open descriptor, and each folder is
+    opened relative to its parent with O_NOFOLLOW, so a symlink swapped in
+    during the run is not followed either. Without it (Windows) a folder is a
+    path and every step is checked with lstat first.
+    """
+
+    def __init__(self, root: str, use_dir_fd: bool) -> None:
+        self.use_dir_fd = use_dir_fd
+        self.root = root
+        self._folders: dict[tuple[str, ...], Handle] = {}
+        self.created: list[tuple[str, ...]] = []  # folders this run made, in order
+        self._created_set: set[tuple[str, ...]] = set()
+
+    def open_root(self) -> None:
+        """Open DIR itself; DIR may be a symlink, since the user named it."""
+        if self.use_dir_fd:
+            self._folders[()] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        else:
+            self._folders[()] = self.root
+
+    def close(self) -> None:
+        """Close every folder descriptor."""
+        if self.use_dir_fd:
+            for fd in self._folders.values():
+                assert isinstance(fd, int)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._folders.clear()
+
+    def _at(self, folder: Handle, name: str) -> tuple[str, dict[str, int]]:
+        """Return the path and keyword arguments that name NAME in FOLDER."""
+        if isinstance(folder, int):
+            return name, {"dir_fd": folder}
+        return os.path.join(folder, name), {}
+
+    def _pair(self, folder: Handle, src: str, dst: str) -> tuple[str, str, dict[str, int]]:
+        if isinstance(folder, int):
+            return src, dst, {"src_dir_fd": folder, "dst_dir_fd": folder}
+        return os.path.join(folder, src), os.path.join(folder, dst), {}
+
+    def lstat(self, folder: Handle, name: str) -> os.stat_result:
+        """Return the status of NAME in FOLDER, not following a symlink."""
+        path, kw = self._at(folder, name)
+        return os.stat(path, follow_symlinks=False, **kw)
+
+    def open(self, folder: Handle, name: str, flags: int, mode: int = 0o666) -> int:
+        """Open NAME in FOLDER; never follows a symlink at NAME."""
+        path, kw = self._at(folder, name)
+        return os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC, mode, **kw)
+
+    def link(self, folder: Handle, src: str, dst: str) -> None:
+        """Make DST a second name of SRC's file; fails if DST exists."""
+        a, b, kw = self._pair(folder, src, dst)
+        os.link(a, b, **kw)
+
+    def rename(self, folder: Handle, src: str, dst: str, replace: bool) -> None:
+        """Rename SRC to DST in FOLDER, atomically replacing DST when REPLACE."""
+        a, b, kw = self._pair(folder, src, dst)
+        (os.replace if replace else os.rename)(a, b, **kw)
+
+    def unlink(self, folder: Handle, name: str) -> None:
+        """Remove the file NAME from FOLDER."""
+        path, kw = self._at(folder, name)
+        os.unlink(path, **kw)
+
+    def chmod(self, fd: int, folder: Handle, name: str, mode: int) -> None:
+        """Set the permission bits of the open file FD, also known as NAME."""
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:
+            os.chmod(self._at(folder, name)[0], mode)
+
+    def sync_folder(self, folder: Handle) -> None:
+        """Flush FOLDER's entries to disk (POSIX only; Windows cannot)."""
+        if isinstance(folder, int):
+            os.fsync(folder)
+        elif os.name == "posix":
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def is_new(self, parts: tuple[str, ...]) -> bool:
+        """Tell whether this run created the folder PARTS (so it held nothing before)."""
+        return parts in self._created_set
+
+    def folder(self, parts: tuple[str, ...], create: bool, guard: SignalGuard | None = None) -> Handle | None:
+        """Return a handle on DIR/PARTS, making missing folders when CREATE.
+
+        Returns None when a folder is missing and CREATE is false. Raises
+        TargetError when a part exists but is not a real directory.
+        """
+        depth = len(parts)
+        while parts[:depth] not in self._folders:
+            depth -= 1
+        handle = self._folders[parts[:depth]]
+        for depth in range(depth + 1, len(parts) + 1):
+            child = self._open_folder(handle, parts[:depth], create, guard)
+            if child is None:
+                return None
+            handle = self._folders[parts[:depth]] = child
+        return handle
+
+    def _open_folder(
+        self, parent: Handle, parts: tuple[str, ...], create: bool, guard: SignalGuard | None
+    ) -> Handle | None:
+        name = parts[-1]
+        try:
+            return self._enter(parent, name)
+        except FileNotFoundError:
+            if not create:
+                return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP, getattr(errno, "EMLINK", -1)):
+                raise
+            raise TargetError(self._not_a_folder("/".join(parts), parent, name)) from None
+        if guard:
+            guard.deferring = True  # the folder must be recorded if it is made
+        try:
+            path, kw = self._at(parent, name)
+            try:
+                os.mkdir(path, 0o777, **kw)
+            except FileExistsError:  # made by someone else meanwhile: not ours
+                pass
+            else:
+                self.created.append(parts)
+                self._created_set.add(parts)
+        finally:
+            if guard:
+                guard.deferring = False
+        if guard:
+            guard.check()
+        return self._open_folder(parent, parts, False, guard)
+
+    def _enter(self, parent: Handle, name: str) -> Handle:
+        if isinstance(parent, int):
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=parent)
+        path = os.path.join(parent, name)
+        st = os.lstat(path)
+        reparse = getattr(st, "st_file_attributes", 0) & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0)
+        if not stat.S_ISDIR(st.st_mode) or reparse:
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+        return path
+
+    def _not_a_folder(self, shown: str, parent: Handle, name: str) -> str:
+        try:
+            what = _describe(self.lstat(parent, name).st_mode)
+        except OSError:
+            what = "not a real directory"
+        return f"{quote(shown)} is {what}, not a real directory"
+
+    def remove_created(self, problems: list[str]) -> None:
+        """Remove, deepest first, every folder this run made."""
+        for parts in reversed(self.created):
+            self._folders.pop(parts, None)
+            try:
+                parent = self.folder(parts[:-1], False)
+                if parent is None:
+                    raise FileNotFoundError(errno.ENOENT, "missing")
+                path, kw = self._at(parent, parts[-1])
+                os.rmdir(path, **kw)
+            except (OSError, SplitError) as exc:
+                problems.append(f"could not remove folder {quote('/'.join(parts))}: {_reason(exc)}")
+        self.created.clear()
+
+
+def _describe(mode: int) -> str:
+    """Return what kind of entry MODE is, for a message."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
+def _reason(exc: BaseException) -> str:
+    """Return the human part of an error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, SplitError):
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+class Entry:
+    """One block on its way to disk: what is at its target, where it is staged."""
+
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+        parts = name.split("/")
+        self.folder_parts = tuple(parts[:-1])
+        self.leaf = parts[-1]
+        self.status = "new"  # then "same" or "changed" once compared
+        self.old_mode: int | None = None  # permission bits of a replaced file
+        self.old_is_link = False
+        self.temp: str | None = None  # staged temporary file, while it exists
+        self.fd: int | None = None  # the temporary file, while open
+        self.compare_fd: int | None = None  # the existing file, while compared
+        self.differs = False
+        self.backup: str | None = None  # the replaced file's second name, while it exists
+        self.backup_moved = False  # was the old file moved to `backup` (not linked)?
+        self.placed = False  # is the new file under its real name?
+
+
+class Writer:
+    """Stage bodies next to their targets; commit all at once, or roll back.
+
+    Use as: `entry = add(name, line)`, `write(entry, data)` for each piece,
+    `end(entry)`; then `commit()`. Problems with targets are collected in
+    `errors` so that all are reported; `commit()` raises them. Any exception
+    must be followed by `rollback()`, which leaves DIR as it was.
+    With `dry_run` nothing is written: targets are only compared.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        sync: bool = False,
+        guard: SignalGuard | None = None,
+        use_dir_fd: bool = HAVE_DIR_FD,
+    ) -> None:
+        self.root = root
+        self.force = force
+        self.dry_run = dry_run
+        self.sync = sync
+        self.guard = guard
+        self.entries: list[Entry] = []
+        self.errors: list[SplitError] = []
+        self._tree = _Tree(root, use_dir_fd)
+        self._started = False
+        self._have_root = False
+        self._created_roots: list[str] = []
+        self._token = os.urandom(6).hex()
+        self._serial = 0
+
+    # -- staging -------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """Make sure DIR exists (unless dry-run); return False if it does not."""
+        if self._started:
+            return self._have_root
+        self._started = True
+        root = self.root
+        if self.dry_run:
+            if not os.path.lexists(root):
+                return False
+        else:
+            self._make_root(root)
+        if not os.path.isdir(root):
+            raise TargetError(f"output folder {quote(root)} is not a directory")
+        self._tree.open_root()
+        self._have_root = True
+        return True
+
+    def _make_root(self, root: str) -> None:
+        missing = []
+        path = os.path.abspath(root)
+        while not os.path.lexists(path):
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        for path in reversed(missing):
+            self._defer()
+            try:
+                os.mkdir(path)
+                self._created_roots.append(path)
+            except FileExistsError:
+                pass
+            finally:
+                self._resume()
+
+    def _defer(self) -> None:
+        if self.guard:
+            self.guard.deferring = True
+
+    def _resume(self) -> None:
+        if self.guard:
+            self.guard.deferring = False
+            self.guard.check()
+
+    def add(self, name: str, line: int) -> Entry | None:
+        """Look at NAME's target and start staging its body; None if it cannot be written."""
+        entry = Entry(name, line)
+        try:
+            if not self._start():
+                self.entries.append(entry)  # dry run, DIR missing: all new
+                return entry
+            folder = self._tree.folder(entry.folder_parts, not self.dry_run, self.guard)
+            if folder is not None and not self._tree.is_new(entry.folder_parts):
+                self._examine(entry, folder)
+            if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
+                self._stage(entry, folder)
+        except SplitError as exc:
+            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", line))
+            self._drop(entry)
+            return None
+        except OSError as exc:
+            self._drop(entry)
+            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", line) from None
+        self.entries.append(entry)
+        return entry
+
+    def _examine(self, entry: Entry, folder: Handle) -> None:
+        """Find out what is at ENTRY's target; open an existing file to compare."""
+        try:
+            st = self._tree.lstat(folder, entry.leaf)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            entry.status = "changed"
+            entry.old_is_link = True
+            entry.differs = True
+        elif stat.S_ISREG(st.st_mode):
+            fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
+                os.close(fd)
+                raise TargetError("it changed while it was being examined")
+            entry.compare_fd = fd
+            entry.status = "changed"  # until the comparison says "same"
+            entry.old_mode = stat.S_IMODE(st.st_mode) & 0o777
+        else:
+            raise TargetError(f"it is {_describe(st.st_mode)}; only files are replaced")
+
+    def _stage(self, entry: Entry, folder: Handle) -> None:
+        """Create ENTRY's temporary file, never reusing an existing name."""
+        while True:
+            self._serial += 1
+            temp = f"{TEMP_PREFIX}{self._token}-{self._serial}"
+            self._defer()
+            try:
+                entry.fd = self._tree.open(folder, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                entry.temp = temp
+            except FileExistsError:
+                continue
+            finally:
+                self._resume()
+            return
+
+    def write(self, entry: Entry, data: bytes) -> None:
+        """Stage DATA, the next piece of ENTRY's body, and compare it with the target."""
+        try:
+            if entry.compare_fd is not None:
+                self._compare(entry, data)
+            if entry.fd is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(entry.fd, view):]
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+
+    def _compare(self, entry: Entry, data: bytes) -> None:
+        fd = entry.compare_fd
+        assert fd is not None
+        old = b""
+        while len(old) < len(data):
+            more = os.read(fd, len(data) - len(old))
+            if not more:
+                break
+            old += more
+        if old != data:
+            entry.differs = True
+            entry.compare_fd = None
+            os.close(fd)
+
+    def end(self, entry: Entry) -> None:
+        """Finish ENTRY's body: settle its status and close its temporary file."""
+        try:
+            if entry.compare_fd is not None:
+                fd = entry.compare_fd
+                entry.compare_fd = None
+                try:
+                    entry.differs = os.read(fd, 1) != b""
+                finally:
+                    os.close(fd)
+            if entry.status == "changed" and not entry.differs:
+                entry.status = "same"
+            if entry.fd is not None:
+                if entry.status == "changed" and entry.old_mode is not None:
+                    folder = self._tree.folder(entry.folder_parts, False)
+                    assert folder is not None
+                    self._tree.chmod(entry.fd, folder, entry.temp or "", entry.old_mode)
+                if self.sync:
+                    os.fsync(entry.fd)
+                fd = entry.fd
+                entry.fd = None
+                os.close(fd)
+            if entry.status == "same":
+                self._drop(entry)
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+        if entry.status == "changed" and not self.force:
+            self.errors.append(
+                ConflictError(
+                    f"{quote(entry.name)} exists with other content; use -f to replace it", entry.line
+                )
+            )
+
+    def _drop(self, entry: Entry) -> None:
+        """Close ENTRY's files and remove its temporary file, if any."""
+        for fd in (entry.fd, entry.compare_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        entry.fd = entry.compare_fd = None
+        if entry.temp is not None:
+            folder = self._tree.folder(entry.folder_parts, False)
+            if folder is not None:
+                self._tree.unlink(folder, entry.temp)
+            entry.temp = None
+
+    # -- commit and rollback -----------------------------------------------
+
+    def commit(self) -> None:
+        """Move every staged file into place; raise the collected errors instead if any."""
+        if self.errors:
+            raise ErrorList(self.errors)
+        if self.dry_run:
+            return
+        guard = self.guard
+        if guard:
+            guard.deferring = True
+        try:
+            for entry in self.entries:
+                if entry.temp is not None:
+                    self._place(entry)
+                if guard:
+                    guard.check()
+        finally:
+            if guard:
+                guard.deferring = False
+        # Every file is in place: the run has succeeded, whatever comes now.
+        if guard:
+            guard.finished = True
+        problems: list[str] = []
+        for entry in self.entries:
+            if entry.backup is not None:
+                try:
+                    folder = self._tree.folder(entry.folder_parts, False)
+                    if folder is not None:
+                        self._tree.unlink(folder, entry.backup)
+                    entry.backup = None
+                except (OSError, SplitError) as exc:
+                    problems.append(f"could not remove {quote(entry.backup)}: {_reason(exc)}")
+        if self.sync:
+            self._sync_folders()
+        if problems:
+            raise DiskError("the files are in place, but " + "; ".join(problems))
+
+    def _place(self, entry: Entry) -> None:
+        """Rename ENTRY's temporary file to its real name, keeping a way back."""
+        assert entry.temp is not None
+        folder = self._tree.folder(entry.folder_parts, False)
+        try:
+            if folder is None:
+                raise FileNotFoundError(errno.ENOENT, "its folder is gone")
+            if entry.status == "new":
+                self._place_new(entry, folder)
+            else:
+                self._replace(entry, folder)
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+
+    def _place_new(self, entry: Entry, folder: Handle) -> None:
+        assert entry.temp is not None
+        tree = self._tree
+        try:
+            if os.name == "nt":
+                tree.rename(folder, entry.temp, entry.leaf, replace=False)  # fails if taken
+                entry.temp = None
+                entry.placed = True
+                return
+            tree.link(folder, entry.temp, entry.leaf)  # fails if taken, unlike rename
+        except FileExistsError:
+            raise TargetError(
+                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
+            ) from None
+        except OSError as exc:
+            if exc.errno not in NO_LINK_ERRNOS:
+                raise
+            try:  # no hard links on this filesystem: check, then rename
+                tree.lstat(folder, entry.leaf)
+            except FileNotFoundError:
+                tree.rename(folder, entry.temp, entry.leaf, replace=False)
+                entry.temp = None
+                entry.placed = True
+                return
+            raise TargetError(
+                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
+            ) from None
+        entry.placed = True
+        tree.unlink(folder, entry.temp)
+        entry.temp = None
+
+    def _replace(self, entry: Entry, folder: Handle) -> None:
+        assert entry.temp is not None
+        tree = self._tree
+        self._serial += 1
+        backup = f"{TEMP_PREFIX}{self._token}-{self._serial}.old"
+        # Keep a way back: a second name for the old file, so that the
+        # replacement below is atomic. A link is moved aside instead, since
+        # some systems would give its target the second name.
+        moved = entry.old_is_link
+        if not moved:
+            try:
+                tree.link(folder, entry.leaf, backup)
+            except OSError as exc:
+                if exc.errno not in NO_LINK_ERRNOS:
+                    raise
+                moved = True
+        if moved:
+            tree.rename(folder, entry.leaf, backup, replace=False)
+        entry.backup = backup
+        entry.backup_moved = moved
+        tree.rename(folder, entry.temp, entry.leaf, replace=True)
+        entry.temp = None
+        entry.placed = True
+
+    def rollback(self) -> list[str]:
+        """Undo everything this run did below DIR; return what could not be undone."""
+        guard = self.guard
+        if guard:
+            guard.deferring = True
+        problems: list[str] = []
+        try:
+            for entry in reversed(self.entries):
+                self._undo(entry, problems)
+            self._tree.remove_created(problems)
+            self._tree.close()
+            for path in reversed(self._created_roots):
+                try:
+                    os.rmdir(path)
+                except OSError as exc:
+                    problems.append(f"could not remove folder {quote(path)}: {_reason(exc)}")
+            self._created_roots.clear()
+        finally:
+            if guard:
+                guard.deferring = False
+        return problems
+
+    def _undo(self, entry: Entry, problems: list[str]) -> None:
+        tree = self._tree
+        for fd in (entry.fd, entry.compare_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        entry.fd = entry.compare_fd = None
+        try:
+            folder = tree.folder(entry.folder_parts, False)
+        except (OSError, SplitError) as exc:
+            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
+            return
+        if folder is None:
+            return
+        try:
+            if entry.placed and entry.backup is not None:  # put the old file back over ours
+                tree.rename(folder, entry.backup, entry.leaf, replace=True)
+            elif entry.placed:
+                tree.unlink(folder, entry.leaf)
+            elif entry.backup is not None and entry.backup_moved:
+                tree.rename(folder, entry.backup, entry.leaf, replace=False)
+            elif entry.backup is not None:  # a second name only: the old file never left
+                tree.unlink(folder, entry.backup)
+            entry.backup = None
+            entry.placed = False
+            if entry.temp is not None:
+                tree.unlink(folder, entry.temp)
+                entry.temp = None
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
+
+    def _sync_folders(self) -> None:
+        """Flush every folder that gained an entry (after --sync)."""
+        seen: set[tuple[str, ...]] = set()
+        wanted = [e.folder_parts for e in self.entries if e.status != "same"] + [
+            parts[:-1] for parts in self._tree.created
+        ]
+        for parts in wanted:
+            if parts not in seen:
+                seen.add(parts)
+                folder = self._tree.folder(parts, False)
+                if folder is not None:
+                    self._tree.sync_folder(folder)
+
+    def close(self) -> None:
+        """Release every descriptor the writer holds."""
+        for entry in self.entries:
+            for fd in (entry.fd, entry.compare_fd):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            entry.fd = entry.compare_fd = None
+        self._tree.close()
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Writes diagnostics to stderr as `splitfile: KIND: SOURCE:LINE: message`."""
+
+    def __init__(self, source: str, quiet: bool) -> None:
+        self.source = source
+        self.quiet = quiet
+
+    def _say(self, kind: str, message: str, line: int | None) -> None:
+        where = self.source if line is None else f"{self.source}:{line}"
+        sys.stderr.write(f"splitfile: {kind}: {where}: {message}\n")
+        sys.stderr.flush()
+
+    def error(self, exc: SplitError) -> None:
+        """Report EXC, and each error it holds."""
+        for each in exc.errors if isinstance(exc, ErrorList) else [exc]:
+            self._say("error", each.message, each.line)
+
+    def warning(self, message: str, line: int | None = None) -> None:
+        """Report a warning unless -q was given."""
+        if not self.quiet:
+            self._say("warning", message, line)
+
+
+def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer: Writer | _Collector) -> None:
+    """Check every name and hand each valid block's body to CONSUMER.
+
+    Raises the structure error, if any, together with every name error.
+    """
+    index = NameIndex()
+    errors: list[SplitError] = []
+    current: Entry | None = None
+    try:
+        for event in events:
+            if type(event) is Body:
+                if current is not None:
+                    consumer.write(current, event.data)
+            elif type(event) is Open:
+                current = None
+                name, line = event.name, event.line
+                reasons = check_name(name, windows)
+                clash = None if reasons else index.add(name, line)
+                if reasons or clash:
+                    why = "; ".join(reasons) if reasons else clash
+                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", line))
+                elif not errors:  # once the run must fail, stage nothing more
+                    current = consumer.add(name, line)
+            elif type(event) is Close:
+                if current is not None:
+                    consumer.end(current)
+                current = None
+            elif type(event) is NearMiss:
+                shown = quote(event.text.decode("utf-8", "replace"))
+                reporter.warning(
+                    f"{shown} looks like a marker but is not one, so it was ignored;"
+                    " markers must be exact and alone on their line",
+                    event.line,
+                )
+    except BundleError as exc:
+        if errors:
+            raise ErrorList(errors + [exc]) from None
+        raise
+    if errors:
+        raise ErrorList(errors)
+
+
+class _Collector:
+    """A consumer that writes no file: it keeps names, and the bodies asked for."""
+
+    def __init__(self, wanted: Sequence[str] = ()) -> None:
+        self.names: list[str] = []
+        self.wanted = set(wanted)
+        self.bodies: dict[str, IO[bytes]] = {}
+
+    def add(self, name: str, line: int) -> Entry | None:
+        self.names.append(name)
+        if name not in self.wanted:
+            return None
+        import tempfile
+
+        self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+        return Entry(name, line)
+
+    def write(self, entry: Entry, data: bytes) -> None:
+        self.bodies[entry.name].write(data)
+
+    def end(self, entry: Entry) -> None:
+        self.bodies[entry.name].seek(0)
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write DATA to stdout as bytes, whatever stdout is."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    """Print LINES to stdout as UTF-8, one a line."""
+    _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+
+
+def _read_chunks(stream: IO[bytes], source: str) -> Iterator[bytes]:
+    """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill)."""
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            data = read(CHUNK_SIZE)
+        except OSError as exc:
+            raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+        if not data:
+            return
+        yield data
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="splitfile",
+        description="Split a bundle of <<<FILE name>>> ... <<<END name>>> blocks into files,"
+        " all or nothing: nothing is written unless every block is valid.",
+        epilog="examples:\n"
+        "  python splitfile.py bundle.txt -o out     split bundle.txt into out/\n"
+        "  llm 'make a demo' | python splitfile.py -o src -n   preview what a piped answer would write\n"
+        "  python splitfile.py bundle.txt -l          list the names in a bundle\n"
+        "\nexit status: 0 success, 1 bad bundle, conflict or file error (nothing written),"
+        " 2 usage error, 130/143/129 interrupted (nothing written)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bundle", nargs="?", metavar="BUNDLE", help="the bundle file, or - for stdin (default: stdin)")
+    parser.add_argument("-o", "--output", metavar="DIR", default=".", help="folder to write into (default: .)")
+    parser.add_argument("-f", "--force", action="store_true", help="replace files that exist with other content")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("-n", "--dry-run", action="store_true", help="check everything, write nothing, print the plan")
+    mode.add_argument("-l", "--list", action="store_true", help="print the names in the bundle; write nothing")
+    mode.add_argument(
+        "-p", "--print", action="append", metavar="NAME", dest="print_names",
+        help="write the body of NAME to stdout instead of writing files (repeatable)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="after writing, print 'STATUS NAME' for each file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print no warnings")
+    parser.add_argument("--portable", action="store_true", help="also refuse names that Windows cannot hold")
+    parser.add_argument("--sync", action="store_true", help="flush files and folders to disk before finishing")
+    parser.add_argument("--version", action="version", version=f"splitfile {__version__}")
+    return parser
+
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes]]:
+    """Return the bundle's name for messages and a binary stream to read it from."""
+    if args.bundle in (None, "-"):
+        stdin = sys.stdin
+        if stdin is None:
+            raise UsageError("no bundle given and no standard input; name a bundle file")
+        if args.bundle is None and stdin.isatty():
+            raise UsageError(
+                "no bundle given and standard input is a terminal;"
+                " name a bundle file, or pipe one in (see --help)"
+            )
+        return "<stdin>", getattr(stdin, "buffer", stdin)
+    try:
+        return args.bundle, open(args.bundle, "rb", buffering=0)
+    except OSError as exc:
+        raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+
+
+def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: SignalGuard) -> int:
+    """Run the chosen mode over the bundle; return the exit status."""
+    reporter = _Reporter(source, args.quiet)
+    windows = args.portable or os.name == "nt"
+    events = parse(_read_chunks(stream, source))
+    if args.list or args.print_names:
+        collector = _Collector(args.print_names or ())
+        _walk(events, windows, reporter, collector)
+        if args.list:
+            _print_lines(collector.names)
+            return EXIT_OK
+        missing = [name for name in args.print_names if name not in collector.bodies]
+        if missing:
+            raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
+        for name in args.print_names:
+            body = collector.bodies[name]
+            body.seek(0)
+            _write_stdout(body.read())
+        return EXIT_OK
+
+    writer = Writer(args.output, force=args.force, dry_run=args.dry_run, sync=args.sync, guard=guard)
+    checked = False
+    try:
+        _walk(events, windows, reporter, writer)
+        checked = True
+        writer.commit()
+    except BaseException as exc:
+        for problem in writer.rollback():
+            reporter.error(DiskError(problem))
+        if isinstance(exc, SplitError) and checked and args.dry_run:
+            _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+        raise
+    finally:
+        writer.close()
+    if args.verbose or args.dry_run:
+        _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    source = "<stdin>" if args.bundle in (None, "-") else args.bundle
+    reporter = _Reporter(source, args.quiet)
+    stream = None
+    try:
+        with SignalGuard() as guard:
+            try:
+                source, stream = _open_bundle(args)
+                return _split(args, source, stream, guard)
+            except SplitError as exc:
+                if isinstance(exc, UsageError):
+                    sys.stderr.write(f"splitfile: error: {exc.message}\n")
+                else:
+                    reporter.error(exc)
+                return exc.exit_status
+            except Interrupted as exc:
+                sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
+                return 128 + exc.signum
+            except KeyboardInterrupt:
+                sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
+                return 128 + 2
+            except BrokenPipeError:
+                # The reader of stdout went away; say nothing more there.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return EXIT_FAILURE
+    finally:
+        if stream is not None and stream is not getattr(sys.stdin, "buffer", None):
+            stream.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
