@@ -121,12 +121,15 @@ class TempDirTest(unittest.TestCase):
         self.outer = os.path.join(self.tmp, "outer")
         self.dest = os.path.join(self.outer, "dest")
         os.makedirs(self.dest)
+        # Bundles are named relative to here, as a user would type them.
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(self.tmp)
 
     def write_bundle(self, data: bytes, name: str = "bundle.txt") -> str:
-        path = os.path.join(self.tmp, name)
-        with open(path, "wb") as f:
+        """Write DATA to NAME in the test folder; return NAME (the cwd is that folder)."""
+        with open(os.path.join(self.tmp, name), "wb") as f:
             f.write(data)
-        return path
+        return name
 
     def assertUnchanged(self, before: dict, root: str | None = None) -> None:
         root = root or self.outer

@@ -1,0 +1,207 @@
+"""Name rules (SPEC 2): what is refused everywhere, on Windows, and collisions."""
+
+from __future__ import annotations
+
+import unittest
+
+from tests.helpers import splitfile
+
+# name -> a word the reason must contain. Refused under both rule sets.
+UNIVERSAL = [
+    ("", "empty"),
+    ("/etc/passwd", "starts with '/'"),
+    ("/", "starts with '/'"),
+    ("//server/share", "starts with '/'"),
+    ("a/", "ends with '/'"),
+    ("a//b", "empty part"),
+    ("a///b", "empty part"),
+    (".", "'.' part"),
+    ("..", "'..' part"),
+    ("../x", "'..' part"),
+    ("a/../../x", "'..' part"),
+    ("a/./b", "'.' part"),
+    ("a/..", "'..' part"),
+    ("..\\x", "backslash"),
+    ("a\\b", "backslash"),
+    ("C:\\Windows\\x", "backslash"),
+    ("a\x00b", "control"),
+    ("a\nb", "control"),
+    ("a\rb", "control"),
+    ("a\tb", "control"),
+    ("\x1b[31mred", "control"),
+    ("a\x7fb", "control"),
+    ("a\x85b", "control"),
+    ("a\x9bb", "control"),
+    ("a\u200bb", "format"),  # zero-width space
+    ("a\u200cb", "format"),  # zero-width non-joiner
+    ("a\u200db", "format"),  # zero-width joiner (.g\u200dit on HFS+)
+    (".g\u200cit/config", "format"),
+    ("a\u202eb", "format"),  # right-to-left override
+    ("a\u2066b", "format"),  # bidi isolate
+    ("a\ufeffb", "format"),  # BOM as zero-width no-break space
+    ("a\u00adb", "format"),  # soft hyphen
+    ("a\u2028b", "line separator"),
+    ("a\u2029b", "paragraph separator"),
+    ("a\u034fb", "filler"),
+    ("a\u115fb", "filler"),
+    ("a\u1160b", "filler"),
+    ("a\u17b4b", "filler"),
+    ("a\u17b5b", "filler"),
+    ("a\u3164b", "filler"),
+    ("a\uffa0b", "filler"),
+    (" a", "whitespace"),
+    ("a ", "whitespace"),
+    ("dir /a", "whitespace"),
+    ("a/ b", "whitespace"),
+    ("a\u00a0", "whitespace"),  # no-break space
+    ("\u3000a", "whitespace"),  # ideographic space
+    ("a\u2009/b", "whitespace"),  # thin space
+    (".git", "version-control"),
+    (".git/hooks/pre-commit", "version-control"),
+    (".GIT/config", "version-control"),
+    ("a/.Git/config", "version-control"),
+    (".hg/hgrc", "version-control"),
+    (".svn/entries", "version-control"),
+    (".HG", "version-control"),
+    (".splitfile-abc", "own prefix"),
+    ("a/.splitfile-1-2", "own prefix"),
+    ("x" * 256, "longer than 255"),
+    ("\u00e9" * 128, "longer than 255"),  # 256 bytes in UTF-8
+    ("/".join(["d" * 200] * 21), "longer than 4096"),
+    ("\udcff", "not valid UTF-8"),
+    ("a\udcc0\udc80", "not valid UTF-8"),
+]
+
+# Refused only by the Windows rules (on Windows, and with --portable).
+WINDOWS_ONLY = [
+    ("a:b", "':'"),
+    ("file.txt:$DATA", "':'"),
+    ("a<b", "'<'"),
+    ("a>b", "'>'"),
+    ('a"b', "'\"'"),
+    ("a|b", "'|'"),
+    ("a?b", "'?'"),
+    ("a*b", "'*'"),
+    ("a.", "ends with '.'"),
+    ("dir./x", "ends with '.'"),
+    (".git.", "ends with '.'"),
+    ("...", "ends with '.'"),
+    ("GIT~1", "short name"),
+    ("git~12/config", "short name"),
+    ("con", "device"),
+    ("CON", "device"),
+    ("nul", "device"),
+    ("nul.txt", "device"),
+    ("Aux.c", "device"),
+    ("prn.tar.gz", "device"),
+    ("com1 .txt", "device"),
+    ("COM9", "device"),
+    ("com0", "device"),
+    ("lpt1", "device"),
+    ("LPT9.log", "device"),
+    ("com\u00b9", "device"),
+    ("lpt\u00b3.txt", "device"),
+    ("clock$", "device"),
+    ("CONIN$", "device"),
+    ("conout$.x", "device"),
+    ("src/aux/x.c", "device"),
+]
+
+VALID = [
+    "a", "a/b/c.txt", "README.md", ".gitignore", ".github/workflows/ci.yml", ".gitattributes",
+    "git", "a.git", ".git2", "x/.gitkeep", "splitfile-x", "a/.splitfile", ".splitfilex",
+    "dir with spaces/file name.txt", "caf\u00e9.txt", "\u65e5\u672c\u8a9e/\u30d5\u30a1\u30a4\u30eb",
+    "emoji-\U0001f600.txt", "...x", ".x", "..x", "con-fig", "console.log", "comx", "com10",
+    "lpt", "auxiliary.c", "a~1", "GIT~", "GIT~X", "x" * 255, "/".join(["d" * 200] * 20),
+]
+VALID_UNIX_ONLY = ["a:b", "a.", "x..", "nul", "COM1", "GIT~1", "what?.txt", 'say "hi"']
+
+
+class NameRulesTest(unittest.TestCase):
+    def test_the_table_is_large(self) -> None:
+        self.assertGreaterEqual(len(UNIVERSAL) + len(WINDOWS_ONLY), 80)
+
+    def test_universal_refusals_hold_under_both_rule_sets(self) -> None:
+        for name, word in UNIVERSAL:
+            for windows in (False, True):
+                with self.subTest(name=name, windows=windows):
+                    reasons = splitfile.check_name(name, windows)
+                    self.assertTrue(reasons, "accepted")
+                    self.assertIn(word, "; ".join(reasons))
+
+    def test_windows_refusals_apply_only_with_windows_rules(self) -> None:
+        for name, word in WINDOWS_ONLY:
+            with self.subTest(name=name):
+                self.assertEqual(splitfile.check_name(name, False), [])
+                reasons = splitfile.check_name(name, True)
+                self.assertTrue(reasons, "accepted")
+                self.assertIn(word, "; ".join(reasons))
+
+    def test_ordinary_names_are_accepted(self) -> None:
+        for name in VALID:
+            for windows in (False, True):
+                with self.subTest(name=name, windows=windows):
+                    self.assertEqual(splitfile.check_name(name, windows), [])
+        for name in VALID_UNIX_ONLY:
+            with self.subTest(name=name):
+                self.assertEqual(splitfile.check_name(name, False), [])
+
+    def test_every_reason_is_given(self) -> None:
+        reasons = splitfile.check_name("../a\x1b/.git", False)
+        text = "; ".join(reasons)
+        for word in ("'..' part", "control", "version-control"):
+            self.assertIn(word, text)
+
+
+class QuoteTest(unittest.TestCase):
+    def test_odd_characters_are_escaped(self) -> None:
+        table = [
+            ("plain", "'plain'"),
+            ("a\x1b[2Jb", "'a\\x1b[2Jb'"),
+            ("r\u202eev", "'r\\u202eev'"),
+            ("it's", "'it\\'s'"),
+            ("bad\udcff", "'bad\\xff'"),
+            ("fill\u3164", "'fill\\u3164'"),
+            ("caf\u00e9", "'caf\u00e9'"),
+            ("nl\n", "'nl\\x0a'"),
+        ]
+        for name, shown in table:
+            with self.subTest(name=name):
+                self.assertEqual(splitfile.quote(name), shown)
+
+
+class CollisionTest(unittest.TestCase):
+    def collisions(self, names: list[str]) -> list[str | None]:
+        index = splitfile.NameIndex()
+        return [index.add(name, line) for line, name in enumerate(names, 1)]
+
+    def test_names_equal_under_caseless_matching_collide(self) -> None:
+        pairs = [
+            ("a.txt", "A.TXT"),
+            ("Dir/x", "dir/X"),
+            ("stra\u00dfe", "STRASSE"),  # casefold: sharp s
+            ("caf\u00e9", "cafe\u0301"),  # NFC vs NFD
+            ("\u00c5", "\u212b"),  # Angstrom sign
+            ("\ufb01le", "file"),  # ligature fi
+            ("same", "same"),
+        ]
+        for first, second in pairs:
+            with self.subTest(first=first, second=second):
+                result = self.collisions([first, second])
+                self.assertIsNone(result[0])
+                self.assertIsNotNone(result[1])
+                self.assertIn("line 1", result[1])
+
+    def test_a_file_that_is_another_names_folder_collides(self) -> None:
+        for names in (["a", "A/b"], ["a/b", "a"], ["x/y/z", "X/Y"], ["x/Y", "x/y/z"]):
+            with self.subTest(names=names):
+                result = self.collisions(names)
+                self.assertIsNone(result[0])
+                self.assertIn("folder", result[1])
+
+    def test_distinct_names_do_not_collide(self) -> None:
+        self.assertEqual(self.collisions(["a/b", "a/c", "ab", "a/b2", "b/a"]), [None] * 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
