@@ -743,6 +743,8 @@ class _Tree:
         Returns None when a folder is missing and CREATE is false. Raises
         TargetError when a part exists but is not a real directory.
         """
+        if () not in self._folders:  # DIR itself was never opened
+            return None
         depth = len(parts)
         while parts[:depth] not in self._folders:
             depth -= 1
@@ -1078,12 +1080,15 @@ class Writer:
 
     # -- commit and rollback -----------------------------------------------
 
-    def commit(self) -> None:
-        """Move every staged file into place; raise the collected errors instead if any."""
+    def commit(self) -> list[str]:
+        """Move every staged file into place; return warnings about leftovers.
+
+        Raises the collected errors instead, if there are any.
+        """
         if self.errors:
             raise ErrorList(self.errors)
         if self.dry_run:
-            return
+            return []
         guard = self.guard
         if guard:
             guard.deferring = True
@@ -1096,23 +1101,35 @@ class Writer:
         finally:
             if guard:
                 guard.deferring = False
-        # Every file is in place: the run has succeeded, whatever comes now.
+        # Every file is in place: a signal can no longer turn this into failure.
         if guard:
             guard.finished = True
+        if self.sync:  # still part of the commit: if it fails, roll back
+            try:
+                self._sync_folders()
+            except (OSError, SplitError) as exc:
+                raise DiskError(f"cannot flush the output folder to disk: {_reason(exc)}") from None
+        return self._remove_backups()
+
+    def _remove_backups(self) -> list[str]:
+        """Drop the second names of replaced files; return what could not be dropped."""
         problems: list[str] = []
         for entry in self.entries:
-            if entry.backup is not None:
-                try:
-                    folder = self._tree.folder(entry.folder_parts, False)
-                    if folder is not None:
-                        self._tree.unlink(folder, entry.backup)
-                    entry.backup = None
-                except (OSError, SplitError) as exc:
-                    problems.append(f"could not remove {quote(entry.backup)}: {_reason(exc)}")
-        if self.sync:
-            self._sync_folders()
-        if problems:
-            raise DiskError("the files are in place, but " + "; ".join(problems))
+            if entry.backup is None:
+                continue
+            try:
+                folder = self._tree.folder(entry.folder_parts, False)
+                if folder is not None:
+                    self._tree.unlink(folder, entry.backup)
+                entry.backup = None
+            # Even an interrupt: the run has succeeded, only a leftover remains.
+            except (OSError, SplitError, KeyboardInterrupt) as exc:
+                shown = "/".join(entry.folder_parts + (entry.backup,))
+                problems.append(
+                    f"{quote(entry.name)} was replaced, but its old copy {quote(shown)} could not be"
+                    f" removed ({_reason(exc)}); delete it by hand"
+                )
+        return problems
 
     def _place(self, entry: Entry) -> None:
         """Rename ENTRY's temporary file to its real name, keeping a way back."""
@@ -1470,7 +1487,7 @@ def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: Sign
     try:
         _walk(events, windows, reporter, writer)
         checked = True
-        writer.commit()
+        leftovers = writer.commit()
     except BaseException as exc:
         for problem in writer.rollback():
             reporter.error(DiskError(problem))
@@ -1479,6 +1496,8 @@ def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: Sign
         raise
     finally:
         writer.close()
+    for problem in leftovers:
+        reporter.warning(problem)
     if args.verbose or args.dry_run:
         _print_lines(f"{e.status} {e.name}" for e in writer.entries)
     return EXIT_OK

@@ -1,0 +1,265 @@
+"""Safety promises (SPEC 3): traps under DIR, injected faults, hostile names end to end.
+
+Every check snapshots the whole `outer` folder around `outer/dest`, so that
+a write anywhere outside DIR, or a change inside it after a failure, shows.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import unittest
+from unittest import mock
+
+from tests.helpers import TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
+from tests.test_names import UNIVERSAL, WINDOWS_ONLY
+
+
+class ForceNoDirFd:
+    """Mixin: run the test with the lstat-based walk (as on Windows)."""
+
+    def setUp(self) -> None:
+        super().setUp()  # type: ignore[misc]
+        defaults = splitfile.Writer.__init__.__kwdefaults__
+        saved = dict(defaults)
+        defaults["use_dir_fd"] = False
+        self.addCleanup(defaults.update, saved)  # type: ignore[attr-defined]
+
+
+class HostileNamesEndToEndTest(TempDirTest):
+    def test_hostile_names_change_nothing_through_the_command_line(self) -> None:
+        cases = [(n, False) for n, _ in UNIVERSAL if n and "\n" not in n and "\r" not in n]
+        cases += [(n, True) for n, _ in WINDOWS_ONLY]
+        self.assertGreaterEqual(len(cases), 30)
+        make_tree(self.outer, {"dest/keep.txt": b"keep\n", "etc/passwd": b"root\n", "x": b"x\n"})
+        before = snapshot(self.outer)
+        for name, portable in cases:
+            with self.subTest(name=name):
+                data = bundle(("fine.txt", b"ok\n"), (name, b"evil\n"))
+                argv = [self.write_bundle(data), "-o", self.dest, "-f"] + (["--portable"] if portable else [])
+                result = run(argv)
+                self.assertEqual(result.code, 1, result)
+                self.assertIn("invalid name", result.err)
+                self.assertNotIn("\x1b", result.err)
+                self.assertEqual(result.out, b"")
+                self.assertUnchanged(before)
+
+
+class TrapTest(TempDirTest):
+    """Traps planted inside DIR, with and without -f."""
+
+    def plant(self) -> None:
+        make_tree(self.outer, {"secret/file.txt": b"secret\n", "dest/ok.txt": b"ok\n", "dest/sub/y": b"y\n"})
+        os.symlink(os.path.join(self.outer, "secret"), os.path.join(self.dest, "to_dir"))
+        os.symlink(os.path.join(self.outer, "secret", "file.txt"), os.path.join(self.dest, "to_file"))
+        os.symlink(os.path.join(self.outer, "secret", "nothing"), os.path.join(self.dest, "dangling"))
+        os.symlink("sub", os.path.join(self.dest, "inside"))
+        os.link(os.path.join(self.outer, "secret", "file.txt"), os.path.join(self.dest, "hard"))
+        os.mkfifo(os.path.join(self.dest, "fifo"))
+        os.mkdir(os.path.join(self.dest, "adir"))
+
+    def test_links_used_as_folders_are_refused_with_or_without_force(self) -> None:
+        self.plant()
+        before = snapshot(self.outer)
+        for name in ("to_dir/file.txt", "to_dir/new", "dangling/x", "inside/y", "inside/new", "ok.txt/x",
+                     "fifo/x", "hard/x"):
+            for flags in ([], ["-f"]):
+                with self.subTest(name=name, flags=flags):
+                    result = run([self.write_bundle(bundle((name, b"evil\n"))), "-o", self.dest, *flags])
+                    self.assertEqual(result.code, 1)
+                    self.assertIn("not a real directory", result.err)
+                    self.assertUnchanged(before)
+
+    def test_special_targets_are_refused_even_with_force(self) -> None:
+        self.plant()
+        before = snapshot(self.outer)
+        for name, word in (("fifo", "FIFO"), ("adir", "directory"), ("sub", "directory")):
+            for flags in ([], ["-f"]):
+                with self.subTest(name=name, flags=flags):
+                    result = run([self.write_bundle(bundle((name, b"evil\n"))), "-o", self.dest, *flags])
+                    self.assertEqual(result.code, 1)
+                    self.assertIn(word, result.err)
+                    self.assertUnchanged(before)
+
+    def test_links_at_targets_conflict_and_force_replaces_only_the_link(self) -> None:
+        self.plant()
+        before = snapshot(self.outer)
+        names = ("to_dir", "to_file", "dangling", "inside", "hard")
+        data = self.write_bundle(bundle(*[(n, b"evil\n") for n in names]))
+        result = run([data, "-o", self.dest])
+        self.assertEqual(result.code, 1)
+        self.assertEqual(len(result.err.splitlines()), len(names))
+        self.assertUnchanged(before)
+        result = run([data, "-o", self.dest, "-f"])
+        self.assertEqual(result.code, 0, result.err)
+        after = snapshot(self.outer)
+        for name in names:
+            self.assertEqual(after[os.path.join("dest", name)][:2], ("file", b"evil\n"))
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        self.assertEqual(changed, {os.path.join("dest", n) for n in names})
+        self.assertEqual(files_of(os.path.join(self.outer, "secret")), {"file.txt": b"secret\n"})
+        self.assertEqual(leftovers(self.outer), [])
+
+
+class TrapNoDirFdTest(ForceNoDirFd, TrapTest):
+    pass
+
+
+ERRNOS = (errno.ENOSPC, errno.EIO, errno.EACCES)
+OPS = ("open", "read", "write", "close", "mkdir", "rename", "replace", "link", "unlink", "rmdir",
+       "fsync", "fchmod", "stat", "lstat", "fstat")
+
+
+_PATH_MODULES = {"os", "genericpath", "posixpath", "ntpath", "tests.test_safety"}
+
+
+def _called_by_splitfile() -> bool:
+    """Tell whether the os call comes from splitfile itself (perhaps through os.path)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") in _PATH_MODULES:
+        frame = frame.f_back
+    return frame is not None and frame.f_globals.get("__name__") == "splitfile"
+
+
+class _Faults:
+    """Counts calls to os functions, making call number `at` of `op` raise `error`."""
+
+    def __init__(self, op: str | None = None, at: int = 0, error: BaseException | None = None) -> None:
+        self.op, self.at, self.error = op, at, error
+        self.calls = {name: 0 for name in OPS}
+        self._patches = []
+
+    def _wrap(self, name: str, real):
+        def call(*args, **kwargs):
+            if not _called_by_splitfile():
+                return real(*args, **kwargs)
+            self.calls[name] += 1
+            if name == self.op and self.calls[name] == self.at:
+                raise self.error
+            return real(*args, **kwargs)
+        return call
+
+    def __enter__(self) -> _Faults:
+        for name in OPS:
+            patcher = mock.patch.object(os, name, self._wrap(name, getattr(os, name)))
+            patcher.start()
+            self._patches.append(patcher)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for patcher in reversed(self._patches):
+            patcher.stop()
+
+
+class FaultInjectionTest(TempDirTest):
+    """Every filesystem call fails once, at each point a real run makes it."""
+
+    FILES = {"dest/old.txt": b"old\n", "dest/same.txt": b"same\n", "dest/pkg/a.py": b"a = 0\n",
+             "elsewhere/target": b"elsewhere\n"}
+    BUNDLE = bundle(("old.txt", b"new\n"), ("same.txt", b"same\n"), ("pkg/a.py", b"a = 1\n"),
+                    ("pkg/sub/deep/b.py", b"b = 2\n"), ("link", b"was a link\n"), ("c.txt", b"c\n" * 5000))
+
+    def fresh(self, tag: str) -> tuple[str, str]:
+        outer = os.path.join(self.tmp, tag)
+        make_tree(outer, self.FILES)
+        os.symlink(os.path.join(outer, "elsewhere", "target"), os.path.join(outer, "dest", "link"))
+        return outer, os.path.join(outer, "dest")
+
+    def test_every_failing_call_leaves_everything_as_it_was(self) -> None:
+        data = self.write_bundle(self.BUNDLE)
+        argv = [data, "-f", "--sync", "-o"]
+        outer, dest = self.fresh("reference")
+        with _Faults() as counter:
+            result = run(argv + [dest])
+        self.assertEqual(result.code, 0, result.err)
+        success = snapshot(dest)
+        calls = {op: n for op, n in counter.calls.items() if n}
+        for op in ("open", "write", "close", "mkdir", "link", "unlink", "replace", "fsync", "fchmod"):
+            self.assertIn(op, calls)
+        tried = 0
+        for op, count in calls.items():
+            for at in range(1, count + 1):
+                for error in (OSError(ERRNOS[at % 3], os.strerror(ERRNOS[at % 3])), KeyboardInterrupt()):
+                    tried += 1
+                    with self.subTest(op=op, at=at, error=type(error).__name__):
+                        outer, dest = self.fresh(f"{op}-{at}-{type(error).__name__}")
+                        before = snapshot(outer)
+                        with _Faults(op, at, error):
+                            result = run(argv + [dest])
+                        self.assertNotIn("Traceback", result.err)
+                        if result.code == 0:
+                            # A fault after the last rename, or one the tool absorbed:
+                            # the run succeeded, and any leftover is named in a warning.
+                            for path in leftovers(dest):
+                                self.assertIn(os.path.basename(path), result.err)
+                            after = {k: v for k, v in snapshot(dest).items() if ".splitfile-" not in k}
+                            self.assertEqual(after.keys(), success.keys())
+                            for rel, entry in success.items():
+                                self.assertEqual(after[rel][:2], entry[:2])
+                            continue
+                        expected = 130 if isinstance(error, KeyboardInterrupt) else 1
+                        self.assertEqual(result.code, expected, result.err)
+                        self.assertEqual(snapshot(outer), before)
+                        self.assertEqual(leftovers(outer), [])
+        self.assertGreater(tried, 100)
+
+
+class FaultInjectionNoDirFdTest(ForceNoDirFd, FaultInjectionTest):
+    pass
+
+
+class SignalAfterCommitTest(TempDirTest):
+    def test_a_signal_during_the_renames_rolls_back(self) -> None:
+        import signal
+        make_tree(self.dest, {"a": b"old\n"})
+        before = snapshot(self.outer)
+        real_link = os.link
+
+        def link_then_signal(*args, **kwargs):
+            real_link(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        with mock.patch.object(os, "link", link_then_signal):
+            result = run([self.write_bundle(bundle(("a", b"new\n"), ("b", b"b\n"))), "-f", "-o", self.dest])
+        self.assertEqual(result.code, 128 + signal.SIGTERM)
+        self.assertUnchanged(before)
+
+    def test_a_signal_after_the_last_rename_does_not_turn_success_into_failure(self) -> None:
+        import signal
+        make_tree(self.dest, {"a": b"old\n"})
+        real_unlink = os.unlink
+
+        def unlink_with_signal(path, *args, **kwargs):
+            if str(path).endswith(".old"):  # removing the backup: after the last rename
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_unlink(path, *args, **kwargs)
+
+        with mock.patch.object(os, "unlink", unlink_with_signal):
+            result = run([self.write_bundle(bundle(("a", b"new\n"))), "-f", "-o", self.dest])
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(files_of(self.dest), {"a": b"new\n"})
+        self.assertEqual(leftovers(self.dest), [])
+
+
+class AppearedMeanwhileTest(TempDirTest):
+    def test_a_file_that_appears_before_the_rename_is_not_replaced(self) -> None:
+        real_write = os.write
+        planted = []
+
+        def write_and_plant(fd, data):
+            if not planted:
+                make_tree(self.dest, {"a": b"someone else's\n"})
+                planted.append(True)
+            return real_write(fd, data)
+
+        with mock.patch.object(os, "write", write_and_plant):
+            result = run([self.write_bundle(bundle(("a", b"mine\n"), ("b", b"b\n"))), "-o", self.dest])
+        self.assertEqual(result.code, 1)
+        self.assertIn("appeared there during the run", result.err)
+        self.assertEqual(files_of(self.dest), {"a": b"someone else's\n"})
+        self.assertEqual(leftovers(self.dest), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
