@@ -82,9 +82,9 @@ BOMS: Final = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE o
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 # Can every filesystem call below DIR be made relative to an open folder?
+# (os.replace is missing from supports_dir_fd, but it is os.rename's renameat.)
 HAVE_DIR_FD: Final = (
-    {os.open, os.stat, os.mkdir, os.rename, os.replace, os.link, os.unlink, os.rmdir}
-    <= os.supports_dir_fd
+    {os.open, os.stat, os.mkdir, os.rename, os.link, os.unlink, os.rmdir} <= os.supports_dir_fd
     and hasattr(os, "O_DIRECTORY")
     and hasattr(os, "O_NOFOLLOW")
 )
@@ -670,13 +670,9 @@ class _Tree:
 
     def close(self) -> None:
         """Close every folder descriptor."""
-        if self.use_dir_fd:
-            for fd in self._folders.values():
-                assert isinstance(fd, int)
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        for handle in self._folders.values():
+            if isinstance(handle, int):
+                _close_quietly(handle)
         self._folders.clear()
 
     def _at(self, folder: Handle, name: str) -> tuple[str, dict[str, int]]:
@@ -843,6 +839,16 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _close_quietly(*fds: int | None) -> None:
+    """Close descriptors during cleanup, when the run's outcome is already decided."""
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except (OSError, KeyboardInterrupt):
+                pass
+
+
 class Entry:
     """One block on its way to disk: what is at its target, where it is staged."""
 
@@ -948,10 +954,10 @@ class Writer:
     def add(self, name: str, line: int) -> Entry | None:
         """Look at NAME's target and start staging its body; None if it cannot be written."""
         entry = Entry(name, line)
+        self.entries.append(entry)  # from now on, rollback knows of it
         try:
             if not self._start():
-                self.entries.append(entry)  # dry run, DIR missing: all new
-                return entry
+                return entry  # dry run into a missing DIR: all new
             folder = self._tree.folder(entry.folder_parts, not self.dry_run, self.guard)
             if folder is not None and not self._tree.is_new(entry.folder_parts):
                 self._examine(entry, folder)
@@ -959,12 +965,10 @@ class Writer:
                 self._stage(entry, folder)
         except SplitError as exc:
             self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", line))
-            self._drop(entry)
+            self.entries.pop()
             return None
         except OSError as exc:
-            self._drop(entry)
             raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", line) from None
-        self.entries.append(entry)
         return entry
 
     def _examine(self, entry: Entry, folder: Handle) -> None:
@@ -1065,12 +1069,7 @@ class Writer:
 
     def _drop(self, entry: Entry) -> None:
         """Close ENTRY's files and remove its temporary file, if any."""
-        for fd in (entry.fd, entry.compare_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        _close_quietly(entry.fd, entry.compare_fd)
         entry.fd = entry.compare_fd = None
         if entry.temp is not None:
             folder = self._tree.folder(entry.folder_parts, False)
@@ -1224,12 +1223,7 @@ class Writer:
 
     def _undo(self, entry: Entry, problems: list[str]) -> None:
         tree = self._tree
-        for fd in (entry.fd, entry.compare_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        _close_quietly(entry.fd, entry.compare_fd)
         entry.fd = entry.compare_fd = None
         try:
             folder = tree.folder(entry.folder_parts, False)
@@ -1273,12 +1267,7 @@ class Writer:
     def close(self) -> None:
         """Release every descriptor the writer holds."""
         for entry in self.entries:
-            for fd in (entry.fd, entry.compare_fd):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            _close_quietly(entry.fd, entry.compare_fd)
             entry.fd = entry.compare_fd = None
         self._tree.close()
 
