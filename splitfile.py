@@ -675,41 +675,47 @@ class _Tree:
                 _close_quietly(handle)
         self._folders.clear()
 
-    def _at(self, folder: Handle, name: str) -> tuple[str, dict[str, int]]:
-        """Return the path and keyword arguments that name NAME in FOLDER."""
+    @staticmethod
+    def _at(folder: Handle, name: str) -> tuple[str, int | None]:
+        """Return the path and dir_fd that name NAME in FOLDER."""
         if isinstance(folder, int):
-            return name, {"dir_fd": folder}
-        return os.path.join(folder, name), {}
-
-    def _pair(self, folder: Handle, src: str, dst: str) -> tuple[str, str, dict[str, int]]:
-        if isinstance(folder, int):
-            return src, dst, {"src_dir_fd": folder, "dst_dir_fd": folder}
-        return os.path.join(folder, src), os.path.join(folder, dst), {}
+            return name, folder
+        return os.path.join(folder, name), None
 
     def lstat(self, folder: Handle, name: str) -> os.stat_result:
         """Return the status of NAME in FOLDER, not following a symlink."""
-        path, kw = self._at(folder, name)
-        return os.stat(path, follow_symlinks=False, **kw)
+        path, fd = self._at(folder, name)
+        return os.stat(path, dir_fd=fd, follow_symlinks=False)
 
     def open(self, folder: Handle, name: str, flags: int, mode: int = 0o666) -> int:
         """Open NAME in FOLDER; never follows a symlink at NAME."""
-        path, kw = self._at(folder, name)
-        return os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC, mode, **kw)
+        path, fd = self._at(folder, name)
+        return os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC, mode, dir_fd=fd)
 
     def link(self, folder: Handle, src: str, dst: str) -> None:
         """Make DST a second name of SRC's file; fails if DST exists."""
-        a, b, kw = self._pair(folder, src, dst)
-        os.link(a, b, **kw)
+        (a, fd), (b, _) = self._at(folder, src), self._at(folder, dst)
+        os.link(a, b, src_dir_fd=fd, dst_dir_fd=fd)
 
     def rename(self, folder: Handle, src: str, dst: str, replace: bool) -> None:
         """Rename SRC to DST in FOLDER, atomically replacing DST when REPLACE."""
-        a, b, kw = self._pair(folder, src, dst)
-        (os.replace if replace else os.rename)(a, b, **kw)
+        (a, fd), (b, _) = self._at(folder, src), self._at(folder, dst)
+        (os.replace if replace else os.rename)(a, b, src_dir_fd=fd, dst_dir_fd=fd)
 
     def unlink(self, folder: Handle, name: str) -> None:
         """Remove the file NAME from FOLDER."""
-        path, kw = self._at(folder, name)
-        os.unlink(path, **kw)
+        path, fd = self._at(folder, name)
+        os.unlink(path, dir_fd=fd)
+
+    def mkdir(self, folder: Handle, name: str) -> None:
+        """Make the folder NAME in FOLDER (mode 0o777 less the umask)."""
+        path, fd = self._at(folder, name)
+        os.mkdir(path, 0o777, dir_fd=fd)
+
+    def rmdir(self, folder: Handle, name: str) -> None:
+        """Remove the empty folder NAME from FOLDER."""
+        path, fd = self._at(folder, name)
+        os.rmdir(path, dir_fd=fd)
 
     def chmod(self, fd: int, folder: Handle, name: str, mode: int) -> None:
         """Set the permission bits of the open file FD, also known as NAME."""
@@ -768,9 +774,8 @@ class _Tree:
         if guard:
             guard.deferring = True  # the folder must be recorded if it is made
         try:
-            path, kw = self._at(parent, name)
             try:
-                os.mkdir(path, 0o777, **kw)
+                self.mkdir(parent, name)
             except FileExistsError:  # made by someone else meanwhile: not ours
                 pass
             else:
@@ -808,8 +813,7 @@ class _Tree:
                 parent = self.folder(parts[:-1], False)
                 if parent is None:
                     raise FileNotFoundError(errno.ENOENT, "missing")
-                path, kw = self._at(parent, parts[-1])
-                os.rmdir(path, **kw)
+                self.rmdir(parent, parts[-1])
             except (OSError, SplitError) as exc:
                 problems.append(f"could not remove folder {quote('/'.join(parts))}: {_reason(exc)}")
         self.created.clear()
@@ -1114,16 +1118,17 @@ class Writer:
         """Drop the second names of replaced files; return what could not be dropped."""
         problems: list[str] = []
         for entry in self.entries:
-            if entry.backup is None:
+            backup = entry.backup
+            if backup is None:
                 continue
             try:
                 folder = self._tree.folder(entry.folder_parts, False)
                 if folder is not None:
-                    self._tree.unlink(folder, entry.backup)
+                    self._tree.unlink(folder, backup)
                 entry.backup = None
             # Even an interrupt: the run has succeeded, only a leftover remains.
             except (OSError, SplitError, KeyboardInterrupt) as exc:
-                shown = "/".join(entry.folder_parts + (entry.backup,))
+                shown = "/".join(entry.folder_parts + (backup,))
                 problems.append(
                     f"{quote(entry.name)} was replaced, but its old copy {quote(shown)} could not be"
                     f" removed ({_reason(exc)}); delete it by hand"
@@ -1145,35 +1150,34 @@ class Writer:
             raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
 
     def _place_new(self, entry: Entry, folder: Handle) -> None:
-        assert entry.temp is not None
+        """Give ENTRY's temporary file its name, failing if something took it meanwhile."""
+        temp = entry.temp
+        assert temp is not None
         tree = self._tree
         try:
-            if os.name == "nt":
-                tree.rename(folder, entry.temp, entry.leaf, replace=False)  # fails if taken
-                entry.temp = None
-                entry.placed = True
-                return
-            tree.link(folder, entry.temp, entry.leaf)  # fails if taken, unlike rename
+            if os.name != "nt":  # on Windows, rename itself refuses to replace
+                try:
+                    tree.link(folder, temp, entry.leaf)  # unlike rename, never replaces
+                    entry.placed = True
+                    tree.unlink(folder, temp)
+                    entry.temp = None
+                    return
+                except OSError as exc:
+                    if entry.placed or exc.errno not in NO_LINK_ERRNOS:
+                        raise
+                # No hard links on this filesystem: look, then rename.
+                try:
+                    tree.lstat(folder, entry.leaf)
+                    raise FileExistsError(errno.EEXIST, "File exists")
+                except FileNotFoundError:
+                    pass
+            tree.rename(folder, temp, entry.leaf, replace=False)
+            entry.temp = None
+            entry.placed = True
         except FileExistsError:
             raise TargetError(
                 f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
             ) from None
-        except OSError as exc:
-            if exc.errno not in NO_LINK_ERRNOS:
-                raise
-            try:  # no hard links on this filesystem: check, then rename
-                tree.lstat(folder, entry.leaf)
-            except FileNotFoundError:
-                tree.rename(folder, entry.temp, entry.leaf, replace=False)
-                entry.temp = None
-                entry.placed = True
-                return
-            raise TargetError(
-                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
-            ) from None
-        entry.placed = True
-        tree.unlink(folder, entry.temp)
-        entry.temp = None
 
     def _replace(self, entry: Entry, folder: Handle) -> None:
         assert entry.temp is not None
@@ -1232,15 +1236,16 @@ class Writer:
             return
         if folder is None:
             return
+        backup = entry.backup
         try:
-            if entry.placed and entry.backup is not None:  # put the old file back over ours
-                tree.rename(folder, entry.backup, entry.leaf, replace=True)
+            if entry.placed and backup is not None:  # put the old file back over ours
+                tree.rename(folder, backup, entry.leaf, replace=True)
             elif entry.placed:
                 tree.unlink(folder, entry.leaf)
-            elif entry.backup is not None and entry.backup_moved:
-                tree.rename(folder, entry.backup, entry.leaf, replace=False)
-            elif entry.backup is not None:  # a second name only: the old file never left
-                tree.unlink(folder, entry.backup)
+            elif backup is not None and entry.backup_moved:
+                tree.rename(folder, backup, entry.leaf, replace=False)
+            elif backup is not None:  # a second name only: the old file never left
+                tree.unlink(folder, backup)
             entry.backup = None
             entry.placed = False
             if entry.temp is not None:
@@ -1444,7 +1449,8 @@ def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes]]:
                 "no bundle given and standard input is a terminal;"
                 " name a bundle file, or pipe one in (see --help)"
             )
-        return "<stdin>", getattr(stdin, "buffer", stdin)
+        stream: IO[bytes] = stdin.buffer
+        return "<stdin>", stream
     try:
         return args.bundle, open(args.bundle, "rb", buffering=0)
     except OSError as exc:
