@@ -1,0 +1,189 @@
+"""Randomized tests, seeded so that CI is reproducible.
+
+SPLITFILE_FUZZ_SEED and SPLITFILE_FUZZ_COUNT override the seed and the number
+of cases; the long campaign is `SPLITFILE_FUZZ_COUNT=100000 python -m unittest
+tests.test_fuzz`. Each case is checked against a reference parser written
+from SPEC 1 line by line, independent of splitfile's streaming one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import unittest
+
+from tests.helpers import TempDirTest, files_of, leftovers, run, snapshot, splitfile
+
+SEED = int(os.environ.get("SPLITFILE_FUZZ_SEED", "20261128"))
+COUNT = int(os.environ.get("SPLITFILE_FUZZ_COUNT", "300"))
+
+
+def reference(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """Return the (name, body) blocks of DATA per SPEC 1, or None for a structure error."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        return None
+    lines, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end + 1
+        lines.append(data[pos:end])
+        pos = end
+    blocks: list[tuple[bytes, bytes]] = []
+    name: bytes | None = None
+    body: list[bytes] = []
+    for line in lines:
+        text = line[:-1] if line.endswith(b"\n") else line
+        text = text[:-1] if text.endswith(b"\r") else text
+        if name is None:
+            if text.startswith(b"<<<FILE ") and text.endswith(b">>>"):
+                name, body = text[8:-3], []
+            elif text.startswith(b"<<<END ") and text.endswith(b">>>"):
+                return None
+        elif text == b"<<<END " + name + b">>>":
+            blocks.append((name, b"".join(body)))
+            name = None
+        else:
+            body.append(line)
+    if name is not None or not blocks:
+        return None
+    return blocks
+
+
+def expected_tree(data: bytes) -> dict[str, bytes] | None:
+    """Return the files DATA must make in an empty folder, or None if the run must fail."""
+    blocks = reference(data)
+    if blocks is None:
+        return None
+    index = splitfile.NameIndex()
+    tree = {}
+    for line, (raw, body) in enumerate(blocks):
+        name = raw.decode("utf-8", "surrogateescape")
+        if splitfile.check_name(name) or index.add(name, line):
+            return None
+        tree[name] = body
+    return tree
+
+
+PARTS = ["src", "a", "lib", "docs", "caf\u00e9", "x.py", "README.md", "\u65e5\u672c", "t-1", ".env", "n_2"]
+LINES = [b"print('hi')", b"", b"    indented", b"<<<FILE other>>>", b"<<<END other>>>", b"<<<END x>>> ",
+         b"\x00\xff binary", b"\xef\xbb\xbf", b"<<FILE near>>", b"text\r", b"<<<", b">>>", b"\t\t"]
+
+
+def random_bundle(rng: random.Random) -> bytes:
+    """Return a random valid bundle: prose, CRLF, nested markers, empty bodies."""
+    out = []
+    used: set[tuple[str, ...]] = set()
+    index = splitfile.NameIndex()
+    for _ in range(rng.randint(1, 6)):
+        if rng.random() < 0.5:
+            out.append(rng.choice([b"Sure, here you go:\n", b"```\n", b"\n", b"> quote\n", b"# Heading\r\n"]))
+        parts = [rng.choice(PARTS) + (str(rng.randint(0, 9)) if rng.random() < 0.5 else "")
+                 for _ in range(rng.randint(1, 3))]
+        name = "/".join(parts)
+        if splitfile.check_name(name) or index.add(name, 0) or tuple(parts) in used:
+            continue
+        used.add(tuple(parts))
+        raw = name.encode()
+        eol = b"\r\n" if rng.random() < 0.3 else b"\n"
+        body = b"".join(rng.choice(LINES) + rng.choice([b"\n", b"\r\n"]) for _ in range(rng.randint(0, 8)))
+        out.append(b"<<<FILE " + raw + b">>>" + eol + body + b"<<<END " + raw + b">>>" + eol)
+    if not any(chunk.startswith(b"<<<FILE ") for chunk in out):
+        out.append(b"<<<FILE f>>>\n<<<END f>>>\n")
+    return b"".join(out)
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """Return DATA with one random mutation: bytes flipped, lines cut, duplicated or swapped, markers swapped."""
+    lines = data.split(b"\n")
+    kind = rng.randrange(7)
+    if kind == 0 and data:
+        i = rng.randrange(len(data))
+        return data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
+    if kind == 1 and len(lines) > 1:
+        del lines[rng.randrange(len(lines))]
+    elif kind == 2:
+        i = rng.randrange(len(lines))
+        lines.insert(i, lines[i])
+    elif kind == 3 and len(lines) > 1:
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        lines[i], lines[j] = lines[j], lines[i]
+    elif kind == 4:
+        markers = [i for i, line in enumerate(lines) if line.startswith((b"<<<FILE ", b"<<<END "))]
+        if len(markers) > 1:
+            i, j = rng.sample(markers, 2)
+            lines[i], lines[j] = lines[j], lines[i]
+    elif kind == 5:
+        return data[: rng.randrange(len(data) + 1)]
+    else:
+        i = rng.randrange(len(lines))
+        lines.insert(i, rng.choice([b"<<<FILE ../evil>>>", b"<<<END a>>>", b"<<<FILE A>>>", b"<<<FILE .git/x>>>",
+                                    b"<<<file a>>>", b"<<<FILE a\x1b>>>", b"\xff\xfe"]))
+    return b"\n".join(lines)
+
+
+class ParserAgreesWithReferenceTest(unittest.TestCase):
+    def test_random_bundles_and_mutations_parse_as_the_reference_says(self) -> None:
+        rng = random.Random(SEED)
+        for case in range(COUNT * 5):
+            data = random_bundle(rng)
+            if rng.random() < 0.5:
+                data = mutate(rng, data)
+            size = rng.choice([1, 2, 3, 7, 64, 1 << 20])
+            parser = splitfile.Parser()
+            got: list[tuple[bytes, bytes]] = []
+            try:
+                events = []
+                for i in range(0, max(len(data), 1), size):
+                    events += parser.feed(data[i:i + size])
+                events += parser.finish()
+            except splitfile.BundleError:
+                got = None  # type: ignore[assignment]
+            else:
+                for ev in events:
+                    if isinstance(ev, splitfile.Open):
+                        got.append((ev.name.encode("utf-8", "surrogateescape"), b""))
+                    elif isinstance(ev, splitfile.Body):
+                        got[-1] = (got[-1][0], got[-1][1] + ev.data)
+            with self.subTest(seed=SEED, case=case):
+                self.assertEqual(got, reference(data), data)
+
+
+class RoundTripAndMutationTest(TempDirTest):
+    def test_random_bundles_split_exactly_or_fail_cleanly(self) -> None:
+        rng = random.Random(SEED + 1)
+        bundle_path = os.path.join(self.tmp, "bundle.txt")
+        outcomes = {0: 0, 1: 0}
+        for case in range(COUNT):
+            data = random_bundle(rng)
+            if case % 2:
+                data = mutate(rng, data)
+            with open(bundle_path, "wb") as f:
+                f.write(data)
+            dest = os.path.join(self.outer, "dest")
+            shutil.rmtree(self.outer)
+            os.makedirs(dest)
+            before = snapshot(self.outer)
+            result = run(["bundle.txt", "-o", dest])
+            expected = expected_tree(data)
+            with self.subTest(seed=SEED, case=case, data=data):
+                self.assertNotIn("Traceback", result.err)
+                if expected is None:
+                    self.assertEqual(result.code, 1)
+                    lines = result.err.splitlines()
+                    self.assertTrue(all(line.startswith("splitfile: ") for line in lines), result.err)
+                    self.assertTrue(any(line.startswith("splitfile: error: bundle.txt") for line in lines))
+                    self.assertEqual(snapshot(self.outer), before)
+                else:
+                    self.assertEqual(result.code, 0, result.err)
+                    self.assertEqual(files_of(dest), {k.replace("/", os.sep): v for k, v in expected.items()})
+                self.assertEqual(leftovers(self.outer), [])
+            outcomes[result.code] = outcomes.get(result.code, 0) + 1
+        self.assertGreater(outcomes[0], COUNT // 4)  # the generator makes real work too
+        self.assertGreater(outcomes[1], COUNT // 10)
+
+
+if __name__ == "__main__":
+    unittest.main()
