@@ -36,7 +36,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Final, Iterable, Iterator, Sequence, Union
+    from typing import IO, Callable, Final, Iterable, Iterator, Sequence, Union
 
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
@@ -264,28 +264,32 @@ class NameIndex:
         self._files: dict[tuple[str, ...], tuple[str, int]] = {}
         self._folders: dict[tuple[str, ...], tuple[str, int]] = {}
 
-    def add(self, name: str, line: int) -> str | None:
-        """Record NAME; return why it collides with an earlier name, if it does."""
+    def add(self, name: str, line: int = 0) -> str | None:
+        """Record NAME, from LINE (0: none); return why it collides with an earlier name, if it does."""
         key = name_key(name)
-        if key in self._files:
-            other, other_line = self._files[key]
-            if other == name:
-                return f"{quote(name)} appears twice; the first block is at line {other_line}"
+        clash = self._files.get(key)
+        if clash and clash[0] == name:
+            return f"{quote(name)} appears twice" + (f"; the first block is at line {clash[1]}" if clash[1] else "")
+        if clash:
             return (
-                f"{quote(name)} and {quote(other)} (line {other_line}) differ only in case or"
-                " Unicode form; they would overwrite each other on macOS and Windows"
+                f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
+                " they would overwrite each other on macOS and Windows"
             )
         if key in self._folders:
-            other, other_line = self._folders[key]
-            return f"{quote(name)} is a file, but {quote(other)} (line {other_line}) needs it as a folder"
+            return f"{quote(name)} is a file, but {_earlier(self._folders[key])} needs it as a folder"
         for depth in range(1, len(key)):
             if key[:depth] in self._files:
-                other, other_line = self._files[key[:depth]]
-                return f"{quote(name)} needs {quote(other)} (line {other_line}) as a folder, but it is a file"
+                return f"{quote(name)} needs {_earlier(self._files[key[:depth]])} as a folder, but it is a file"
         self._files[key] = (name, line)
         for depth in range(1, len(key)):
             self._folders.setdefault(key[:depth], (name, line))
         return None
+
+
+def _earlier(seen: tuple[str, int]) -> str:
+    """Return an earlier name quoted, with its line if it has one."""
+    name, line = seen
+    return f"{quote(name)} (line {line})" if line else quote(name)
 
 
 # ---------------------------------------------------------------------------
@@ -1269,6 +1273,24 @@ class Writer:
                 if folder is not None:
                     self._tree.sync_folder(folder)
 
+    def read_target(self, entry: Entry) -> bytes:
+        """Return what ENTRY's target holds now: empty for nothing or a link; links are not followed."""
+        folder = self._tree.folder(entry.folder_parts, False) if self._have_root else None
+        if folder is None or entry.old_is_link or entry.status == "new":
+            return b""
+        fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return b""
+            chunks: list[bytes] = []
+            while True:
+                data = os.read(fd, CHUNK_SIZE)
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         """Release every descriptor the writer holds."""
         for entry in self.entries:
@@ -1278,34 +1300,193 @@ class Writer:
 
 
 # ---------------------------------------------------------------------------
+# Pack: files to a bundle, the inverse of splitting
+# ---------------------------------------------------------------------------
+
+
+def _pack_name(path: str) -> str:
+    """Return the bundle name for PATH as given: '/' between parts, no leading './', no trailing '/'."""
+    name = path.replace(os.sep, "/") if os.sep != "/" else path
+    while name.startswith("./"):
+        name = name[2:].lstrip("/")
+    name = name.rstrip("/") if name.strip("/") else name
+    return "" if name == "." else name
+
+
+def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str]]:
+    """Return (name, path) for every file to bundle: PATHS in order, folders sorted by name bytes."""
+    found: list[tuple[str, str]] = []
+    for path in paths:
+        name = _pack_name(path)
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+        if stat.S_ISDIR(st.st_mode) and name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
+            warn(path, "skipped: a version-control folder")
+        elif stat.S_ISDIR(st.st_mode):
+            inside: list[tuple[str, str]] = []
+            _pack_folder(path, name, inside, warn)
+            found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+        elif stat.S_ISREG(st.st_mode):
+            found.append((name, path))
+        else:
+            warn(path, f"skipped: {_describe(st.st_mode)}, not a file")
+    return found
+
+
+def _pack_folder(folder: str, name: str, found: list[tuple[str, str]], warn: Callable[[str, str], None]) -> None:
+    """Add the files below FOLDER to FOUND, never following a symlink."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise DiskError(f"cannot read {quote(folder)}: {_reason(exc)}") from None
+    for entry in entries:
+        child = f"{name}/{entry.name}" if name else entry.name
+        if entry.is_symlink():
+            warn(entry.path, "skipped: a symlink (links are not followed)")
+        elif entry.is_dir(follow_symlinks=False):
+            if entry.name.casefold() in VCS_FOLDERS:
+                warn(entry.path, "skipped: a version-control folder")
+            else:
+                _pack_folder(entry.path, child, found, warn)
+        elif entry.is_file(follow_symlinks=False):
+            found.append((child, entry.path))
+        else:
+            warn(entry.path, "skipped: not a regular file")
+
+
+def pack(paths: Sequence[str], out: IO[bytes], windows: bool, warn: Callable[[str, str], None]) -> int:
+    """Write a bundle of the files at PATHS to OUT; return how many files it holds.
+
+    Files that are not UTF-8 text are skipped and a missing final newline is
+    added, each with a call to WARN(path, message). A name that breaks the
+    name rules, or a file holding its own close marker, raises ErrorList
+    before anything is written to OUT.
+    """
+    sources = _pack_sources(paths, warn)
+    errors: list[SplitError] = []
+    index = NameIndex()
+    for name, path in sources:
+        why = "; ".join(check_name(name, windows)) or index.add(name)
+        if why:
+            errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}"))
+    if errors:
+        raise ErrorList(errors)
+    count = 0
+    for name, path in sources:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+        if b"\0" in data:
+            warn(path, "skipped: it holds a NUL byte (binary files cannot be bundled)")
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            warn(path, "skipped: it is not UTF-8 text")
+            continue
+        if data and not data.endswith(b"\n"):
+            warn(path, "has no final newline; the bundle adds one")
+            data += b"\n"
+        raw = name.encode("utf-8")
+        close = CLOSE_PREFIX + raw + MARKER_SUFFIX
+        if close in data and any(_marker_text(line) == close for line in data.split(b"\n")):
+            errors.append(BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker"))
+            continue
+        out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n" + data + close + b"\n")
+        count += 1
+    if errors:
+        raise ErrorList(errors)
+    return count
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
 
 class _Reporter:
-    """Writes diagnostics to stderr as `splitfile: KIND: SOURCE:LINE: message`."""
+    """Writes diagnostics and the progress line to stderr.
 
-    def __init__(self, source: str, quiet: bool) -> None:
+    Diagnostics read `splitfile: KIND: SOURCE:LINE: message`. The progress
+    line appears only on a terminal, after about a second, and is erased
+    before any diagnostic and at the end.
+    """
+
+    def __init__(self, source: str, quiet: bool, total: int | None = None) -> None:
         self.source = source
         self.quiet = quiet
+        self.total = total  # bundle size, when known
+        self.read = 0  # bytes read so far
+        self.staged = 0  # blocks read so far
+        self._shown = 0  # length of the progress line on screen
+        self._next = 0.0  # when the progress line may next be drawn
+        self._progress = not quiet and _is_terminal(sys.stderr)
+        if self._progress:
+            import time
 
-    def _say(self, kind: str, message: str, line: int | None) -> None:
-        where = self.source if line is None else f"{self.source}:{line}"
-        sys.stderr.write(f"splitfile: {kind}: {where}: {message}\n")
+            self._clock = time.monotonic
+            self._next = self._clock() + 1.0
+
+    def _where(self, line: int | None) -> str:
+        return self.source if line is None else f"{self.source}:{line}"
+
+    def _say(self, kind: str, message: str, where: str) -> None:
+        self.clear()
+        prefix = f"{where}: " if where else ""  # --pack has no bundle to point into
+        sys.stderr.write(f"splitfile: {kind}: {prefix}{message}\n")
         sys.stderr.flush()
 
     def error(self, exc: SplitError) -> None:
         """Report EXC, and each error it holds."""
         for each in exc.errors if isinstance(exc, ErrorList) else [exc]:
-            self._say("error", each.message, each.line)
+            self._say("error", each.message, self._where(each.line))
 
-    def warning(self, message: str, line: int | None = None) -> None:
+    def warning(self, message: str, line: int | None = None, where: str | None = None) -> None:
         """Report a warning unless -q was given."""
         if not self.quiet:
-            self._say("warning", message, line)
+            self._say("warning", message, where or self._where(line))
+
+    def advance(self, size: int) -> None:
+        """Count SIZE more bytes read; redraw the progress line a few times a second."""
+        self.read += size
+        if self._progress and self._clock() >= self._next:
+            self._next = self._clock() + 0.25
+            of = f" of {_size(self.total)}" if self.total else ""
+            text = f"splitfile: {_size(self.read)}{of} read, {self.staged} files staged"
+            sys.stderr.write("\r" + text.ljust(self._shown))
+            sys.stderr.flush()
+            self._shown = len(text)
+
+    def clear(self) -> None:
+        """Erase the progress line, if one is shown."""
+        if self._shown:
+            sys.stderr.write("\r" + " " * self._shown + "\r")
+            sys.stderr.flush()
+            self._shown = 0
 
 
-def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer: Writer | _Collector) -> None:
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _size(count: int | None) -> str:
+    """Return COUNT bytes in the largest unit that keeps it at least 1."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer: _Consumer) -> None:
     """Check every name and hand each valid block's body to CONSUMER.
 
     Raises the structure error, if any, together with every name error.
@@ -1331,6 +1512,7 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
             elif type(event) is Close:
                 if current is not None:
                     consumer.end(current)
+                    reporter.staged += 1
                 current = None
             elif type(event) is NearMiss:
                 shown = quote(event.text.decode("utf-8", "replace"))
@@ -1348,27 +1530,52 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
 
 
 class _Collector:
-    """A consumer that writes no file: it keeps names, and the bodies asked for."""
+    """A consumer that writes no file: it keeps the names, and the bodies asked for."""
 
-    def __init__(self, wanted: Sequence[str] = ()) -> None:
+    def __init__(self, wanted: Iterable[str] = (), writer: Writer | None = None) -> None:
         self.names: list[str] = []
         self.wanted = set(wanted)
         self.bodies: dict[str, IO[bytes]] = {}
+        self.writer = writer  # with --diff, a dry-run writer that looks at each target
 
     def add(self, name: str, line: int) -> Entry | None:
         self.names.append(name)
-        if name not in self.wanted:
-            return None
-        import tempfile
+        entry = self.writer.add(name, line) if self.writer else Entry(name, line)
+        if entry is not None and (self.writer or name in self.wanted):
+            import tempfile
 
-        self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-        return Entry(name, line)
+            self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+        return entry
 
     def write(self, entry: Entry, data: bytes) -> None:
-        self.bodies[entry.name].write(data)
+        if self.writer:
+            self.writer.write(entry, data)
+        body = self.bodies.get(entry.name)
+        if body is not None:
+            body.write(data)
 
     def end(self, entry: Entry) -> None:
-        self.bodies[entry.name].seek(0)
+        if self.writer:
+            self.writer.end(entry)
+
+    def body(self, name: str) -> bytes:
+        """Return the whole body of NAME."""
+        stream = self.bodies[name]
+        stream.seek(0)
+        return stream.read()
+
+    def close(self) -> None:
+        """Drop the kept bodies."""
+        for stream in self.bodies.values():
+            stream.close()
+        if self.writer:
+            self.writer.close()
+
+
+if TYPE_CHECKING:
+    import argparse
+
+    _Consumer = Union[Writer, _Collector]
 
 
 def _write_stdout(data: bytes) -> None:
@@ -1388,7 +1595,7 @@ def _print_lines(lines: Iterable[str]) -> None:
     _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
 
 
-def _read_chunks(stream: IO[bytes], source: str) -> Iterator[bytes]:
+def _read_chunks(stream: IO[bytes], reporter: _Reporter) -> Iterator[bytes]:
     """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill)."""
     read = getattr(stream, "read1", stream.read)
     while True:
@@ -1398,6 +1605,7 @@ def _read_chunks(stream: IO[bytes], source: str) -> Iterator[bytes]:
             raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
         if not data:
             return
+        reporter.advance(len(data))
         yield data
 
 
@@ -1406,77 +1614,71 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="splitfile",
-        description="Split a bundle of <<<FILE name>>> ... <<<END name>>> blocks into files,"
-        " all or nothing: nothing is written unless every block is valid.",
+        usage="python splitfile.py [BUNDLE] [-o DIR] [-f] [-n | -l | -p NAME | --diff | --pack PATH...] [-v] [-q]"
+        " [--portable] [--sync]",
+        description="Split a bundle of <<<FILE name>>> ... <<<END name>>> blocks into files, all or"
+        " nothing: nothing is written unless every block is valid and every target can be written.",
         epilog="examples:\n"
-        "  python splitfile.py bundle.txt -o out     split bundle.txt into out/\n"
-        "  llm 'make a demo' | python splitfile.py -o src -n   preview what a piped answer would write\n"
-        "  python splitfile.py bundle.txt -l          list the names in a bundle\n"
-        "\nexit status: 0 success, 1 bad bundle, conflict or file error (nothing written),"
-        " 2 usage error, 130/143/129 interrupted (nothing written)",
+        "  python splitfile.py bundle.txt -o out           split bundle.txt into out/\n"
+        "  llm 'a demo app' | python splitfile.py -o src --diff\n"
+        "                                                  review what a piped answer would change\n"
+        "  python splitfile.py --pack src > bundle.txt     bundle a folder; split it back with -o\n"
+        "\nexit status: 0 success; 1 bad bundle, conflict or file error (nothing written);"
+        " 2 usage error; 130, 143, 129 interrupted (nothing written)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("bundle", nargs="?", metavar="BUNDLE", help="the bundle file, or - for stdin (default: stdin)")
-    parser.add_argument("-o", "--output", metavar="DIR", default=".", help="folder to write into (default: .)")
-    parser.add_argument("-f", "--force", action="store_true", help="replace files that exist with other content")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("-n", "--dry-run", action="store_true", help="check everything, write nothing, print the plan")
-    mode.add_argument("-l", "--list", action="store_true", help="print the names in the bundle; write nothing")
-    mode.add_argument(
-        "-p", "--print", action="append", metavar="NAME", dest="print_names",
-        help="write the body of NAME to stdout instead of writing files (repeatable)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="after writing, print 'STATUS NAME' for each file")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print no warnings")
-    parser.add_argument("--portable", action="store_true", help="also refuse names that Windows cannot hold")
-    parser.add_argument("--sync", action="store_true", help="flush files and folders to disk before finishing")
-    parser.add_argument("--version", action="version", version=f"splitfile {__version__}")
+    add = parser.add_argument
+    add("bundle", nargs="?", metavar="BUNDLE", help="the bundle file, or - for stdin (default: stdin)")
+    add("-o", "--output", metavar="DIR", default=".", help="folder to write into (default: .)")
+    add("-f", "--force", action="store_true", help="replace files that exist with other content")
+    mode = parser.add_mutually_exclusive_group().add_argument
+    mode("-n", "--dry-run", action="store_true", help="check everything, write nothing, print the plan")
+    mode("-l", "--list", action="store_true", help="print the names in the bundle; write nothing")
+    mode("-p", "--print", action="append", metavar="NAME", dest="print_names",
+         help="write the body of NAME to stdout instead of writing files (repeatable)")
+    mode("--diff", action="store_true", help="print a unified diff of what the bundle would change; write nothing")
+    mode("--pack", nargs="+", metavar="PATH", help="write a bundle of these files and folders to stdout")
+    add("-v", "--verbose", action="store_true", help="after writing, print 'STATUS NAME' for each file")
+    add("-q", "--quiet", action="store_true", help="print no warnings and no progress")
+    add("--portable", action="store_true", help="also refuse names that Windows cannot hold")
+    add("--sync", action="store_true", help="flush files and folders to disk before finishing")
+    add("--version", action="version", version=f"splitfile {__version__}")
     return parser
 
 
-if TYPE_CHECKING:
-    import argparse
-
-
-def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes]]:
-    """Return the bundle's name for messages and a binary stream to read it from."""
+def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes], int | None]:
+    """Return the bundle's name for messages, a binary stream, and its size if known."""
     if args.bundle in (None, "-"):
         stdin = sys.stdin
         if stdin is None:
             raise UsageError("no bundle given and no standard input; name a bundle file")
-        if args.bundle is None and stdin.isatty():
+        if args.bundle is None and _is_terminal(stdin):
             raise UsageError(
                 "no bundle given and standard input is a terminal;"
                 " name a bundle file, or pipe one in (see --help)"
             )
         stream: IO[bytes] = stdin.buffer
-        return "<stdin>", stream
+        return "<stdin>", stream, None
     try:
-        return args.bundle, open(args.bundle, "rb", buffering=0)
+        stream = open(args.bundle, "rb", buffering=0)
     except OSError as exc:
         raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+    try:
+        st = os.fstat(stream.fileno())
+    except OSError:
+        return args.bundle, stream, None
+    except BaseException:
+        stream.close()
+        raise
+    return args.bundle, stream, st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: SignalGuard) -> int:
+def _split(args: argparse.Namespace, reporter: _Reporter, stream: IO[bytes], guard: SignalGuard) -> int:
     """Run the chosen mode over the bundle; return the exit status."""
-    reporter = _Reporter(source, args.quiet)
     windows = args.portable or os.name == "nt"
-    events = parse(_read_chunks(stream, source))
-    if args.list or args.print_names:
-        collector = _Collector(args.print_names or ())
-        _walk(events, windows, reporter, collector)
-        if args.list:
-            _print_lines(collector.names)
-            return EXIT_OK
-        missing = [name for name in args.print_names if name not in collector.bodies]
-        if missing:
-            raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
-        for name in args.print_names:
-            body = collector.bodies[name]
-            body.seek(0)
-            _write_stdout(body.read())
-        return EXIT_OK
-
+    events = parse(_read_chunks(stream, reporter))
+    if args.list or args.print_names or args.diff:
+        return _inspect(args, reporter, events, windows)
     writer = Writer(args.output, force=args.force, dry_run=args.dry_run, sync=args.sync, guard=guard)
     checked = False
     try:
@@ -1487,10 +1689,12 @@ def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: Sign
         for problem in writer.rollback():
             reporter.error(DiskError(problem))
         if isinstance(exc, SplitError) and checked and args.dry_run:
+            reporter.clear()
             _print_lines(f"{e.status} {e.name}" for e in writer.entries)
         raise
     finally:
         writer.close()
+    reporter.clear()
     for problem in leftovers:
         reporter.warning(problem)
     if args.verbose or args.dry_run:
@@ -1498,32 +1702,98 @@ def _split(args: argparse.Namespace, source: str, stream: IO[bytes], guard: Sign
     return EXIT_OK
 
 
+def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Event], windows: bool) -> int:
+    """Run -l, -p or --diff: read the whole bundle, check it, print; write no file."""
+    writer = Writer(args.output, force=True, dry_run=True) if args.diff else None
+    collector = _Collector(args.print_names or (), writer)
+    try:
+        _walk(events, windows, reporter, collector)
+        if writer and writer.errors:
+            raise ErrorList(writer.errors)
+        reporter.clear()
+        if args.list:
+            _print_lines(collector.names)
+        elif args.print_names:
+            missing = [name for name in args.print_names if name not in collector.bodies]
+            if missing:
+                raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
+            for name in args.print_names:
+                _write_stdout(collector.body(name))
+        elif writer:
+            for entry in writer.entries:
+                if entry.status != "same":
+                    _write_stdout(_diff(entry, writer.read_target(entry), collector.body(entry.name)))
+    finally:
+        collector.close()
+    return EXIT_OK
+
+
+def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
+    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
+    import difflib
+
+    name = entry.name
+    before = "/dev/null" if entry.status == "new" else f"a/{name}"
+    try:
+        old_lines = old.decode("utf-8").splitlines(keepends=True)
+        new_lines = new.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
+    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    if not text:  # a file of the same text under a link, say: still show that it changes
+        text = f"--- {before}\n+++ b/{name}\n"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
+    """Run --pack: write the bundle to stdout only if every file could be bundled."""
+    import tempfile
+
+    windows = args.portable or os.name == "nt"
+    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as staged:
+        pack(args.pack, staged, windows, lambda path, message: reporter.warning(f"{quote(path)}: {message}"))
+        staged.seek(0)
+        while True:
+            data = staged.read(CHUNK_SIZE)
+            if not data:
+                break
+            _write_stdout(data)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
+    parser = _build_parser()
     try:
-        args = _build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    source = "<stdin>" if args.bundle in (None, "-") else args.bundle
+    if args.pack and args.bundle is not None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("splitfile: error: --pack takes paths to bundle, not a BUNDLE to split\n")
+        return EXIT_USAGE
+    source = "" if args.pack else "<stdin>" if args.bundle in (None, "-") else args.bundle
     reporter = _Reporter(source, args.quiet)
     stream = None
     try:
         with SignalGuard() as guard:
             try:
-                source, stream = _open_bundle(args)
-                return _split(args, source, stream, guard)
+                if args.pack:
+                    return _pack(args, reporter)
+                source, stream, reporter.total = _open_bundle(args)
+                return _split(args, reporter, stream, guard)
             except SplitError as exc:
+                reporter.clear()
                 if isinstance(exc, UsageError):
                     sys.stderr.write(f"splitfile: error: {exc.message}\n")
                 else:
                     reporter.error(exc)
                 return exc.exit_status
-            except Interrupted as exc:
+            except (Interrupted, KeyboardInterrupt) as exc:
+                reporter.clear()
                 sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
-                return 128 + exc.signum
-            except KeyboardInterrupt:
-                sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
-                return 128 + 2
+                return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
             except BrokenPipeError:
                 # The reader of stdout went away; say nothing more there.
                 devnull = os.open(os.devnull, os.O_WRONLY)

@@ -1,0 +1,1808 @@
+#!/usr/bin/env python3
+"""Split a bundle of text into files: exact to the byte, safe, all or nothing.
+
+A bundle holds files between whole-line markers; everything else is ignored:
+
+    Here are the files you asked for.
+    <<<FILE src/app.py>>>
+    print("hello")
+    <<<END src/app.py>>>
+
+- A line ends at LF. Only to recognise a marker, a final LF and then one CR
+  are dropped, so CRLF bundles work. A UTF-8 byte-order mark at the start is
+  ignored; a UTF-16 or UTF-32 one is refused.
+- A block opens at a line `<<<FILE NAME>>>` and closes at the first line that
+  is exactly `<<<END NAME>>>` for the same NAME. Every line between is body,
+  other marker lines included, so a bundle can carry another bundle.
+- The body is the exact bytes of those lines, each with its own terminator:
+  never re-encoded, never re-terminated. It is empty or ends with LF.
+- Lines outside blocks (chat prose, code fences) are ignored; one that almost
+  looks like a marker gets a warning. A stray `<<<END ...>>>` is an error.
+- NAME is a relative path with `/` between parts, checked strictly: no `..`,
+  no absolute path, no control or invisible character, no `.git`.
+
+Nothing under the output directory changes unless every block is well formed,
+every name is valid and every target can be written: bodies stream into
+`.splitfile-*` temporary files beside their targets and are renamed into place
+only at the end. The full contract is SPEC.md; README.md is the user guide.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
+    from typing import IO, Callable, Final, Iterable, Iterator, Sequence, Union
+
+    Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
+
+__version__ = "1.0.0"
+
+# ---------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------
+
+OPEN_PREFIX: Final = b"<<<FILE "
+CLOSE_PREFIX: Final = b"<<<END "
+MARKER_SUFFIX: Final = b">>>"
+
+MAX_NAME_BYTES: Final = 4096
+MAX_PART_BYTES: Final = 255
+# An outside line longer than this is never held whole (a marker line holding
+# the longest valid name is far shorter); only its head and tail are kept.
+MAX_HELD_LINE: Final = 64 * 1024
+CHUNK_SIZE: Final = 1 << 20  # bytes read from the bundle at a time
+
+TEMP_PREFIX: Final = ".splitfile-"
+VCS_FOLDERS: Final = frozenset({".git", ".hg", ".svn"})
+# Code points that render as nothing but are not in category Cf.
+INVISIBLE_FILLERS: Final = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+REFUSED_CATEGORIES: Final = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+WINDOWS_FORBIDDEN: Final = ':<>"|?*'
+WINDOWS_DEVICES: Final = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"]
+    + [f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789\u00b9\u00b2\u00b3"]
+)
+
+BOMS: Final = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+# Can every filesystem call below DIR be made relative to an open folder?
+# (os.replace is missing from supports_dir_fd, but it is os.rename's renameat.)
+HAVE_DIR_FD: Final = (
+    {os.open, os.stat, os.mkdir, os.rename, os.link, os.unlink, os.rmdir} <= os.supports_dir_fd
+    and hasattr(os, "O_DIRECTORY")
+    and hasattr(os, "O_NOFOLLOW")
+)
+O_BINARY: Final = getattr(os, "O_BINARY", 0)  # Windows would translate newlines
+O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not hang
+# errno values meaning "this filesystem has no hard links": fall back to rename.
+NO_LINK_ERRNOS: Final = frozenset(
+    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV") if hasattr(errno, name)
+)
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class SplitError(Exception):
+    """A failure shown as `splitfile: error: SOURCE:LINE: message` (exit 1)."""
+
+    exit_status = EXIT_FAILURE
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class BundleError(SplitError):
+    """The bundle's structure is wrong: encoding, markers, no block at all."""
+
+
+class InvalidNameError(SplitError):
+    """A block's name breaks a name rule or collides with another block's."""
+
+
+class ConflictError(SplitError):
+    """A target holds other content and -f was not given."""
+
+
+class TargetError(SplitError):
+    """A target or a folder on its path is something that is never replaced."""
+
+
+class DiskError(SplitError):
+    """The operating system refused a read or a write."""
+
+
+class UsageError(SplitError):
+    """The command line is wrong (exit 2)."""
+
+    exit_status = EXIT_USAGE
+
+
+class ErrorList(SplitError):
+    """Several errors found in one run, all to be reported."""
+
+    def __init__(self, errors: Sequence[SplitError]) -> None:
+        super().__init__(f"{len(errors)} errors")
+        self.errors = list(errors)
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived; raised in the main thread to roll back."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------
+
+
+def quote(name: str) -> str:
+    """Return NAME quoted for a diagnostic, with odd characters escaped."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in "'\\":
+            out.append("\\" + ch)
+        elif ch.isprintable() and ch not in INVISIBLE_FILLERS:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "'" + "".join(out) + "'"
+
+
+def check_name(name: str, windows: bool = False) -> list[str]:
+    """Return every reason NAME may not be written; an empty list means valid.
+
+    NAME is the marker's text decoded with `surrogateescape`, so bytes that
+    are not UTF-8 show up as lone surrogates. WINDOWS adds the rules that keep
+    a name portable to Windows (always on there, and with --portable).
+    """
+    import unicodedata
+
+    if not name:
+        return ["the name is empty"]
+    reasons: list[str] = []
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
+        reasons.append("it is not valid UTF-8")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        reasons.append(f"it is longer than {MAX_NAME_BYTES} bytes")
+    if name.startswith("/"):
+        reasons.append("it starts with '/' (names are relative to the output folder)")
+    if name.endswith("/"):
+        reasons.append("it ends with '/' (a name is a file, not a folder)")
+    if "\\" in name:
+        reasons.append("it holds a backslash (use '/' between parts)")
+    for ch in dict.fromkeys(name):  # each distinct character once, in order
+        what = REFUSED_CATEGORIES.get(unicodedata.category(ch))
+        if what is None and ch in INVISIBLE_FILLERS:
+            what = "an invisible filler character"
+        if what:
+            reasons.append(f"it holds {what} (U+{ord(ch):04X})")
+        elif windows and ch in WINDOWS_FORBIDDEN:
+            reasons.append(f"it holds {ch!r}, which Windows forbids in names")
+    parts = name.split("/")
+    inner = parts[1:-1] if len(parts) > 2 else []
+    if "" in inner or (len(parts) == 2 and name.startswith("/") and name.endswith("/")):
+        reasons.append("it has an empty part ('//')")
+    for part in parts:
+        if part:
+            reasons.extend(_part_problems(part, windows))
+    return list(dict.fromkeys(reasons))
+
+
+def _part_problems(part: str, windows: bool) -> Iterator[str]:
+    """Yield why one non-empty part of a name is refused."""
+    if part in (".", ".."):
+        yield f"it has a {part!r} part"
+        return
+    if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+        yield f"a part is longer than {MAX_PART_BYTES} bytes"
+    if part[0].isspace() or part[-1].isspace():
+        yield f"part {quote(part)} starts or ends with whitespace"
+    if part.casefold() in VCS_FOLDERS:
+        yield f"part {quote(part)} is a version-control folder"
+    if part.startswith(TEMP_PREFIX):
+        yield f"part {quote(part)} starts with {TEMP_PREFIX!r}, splitfile's own prefix"
+    if windows:
+        if part.endswith("."):
+            yield f"part {quote(part)} ends with '.', which Windows drops"
+        upper = part.upper()
+        if upper.startswith("GIT~") and upper[4:].isdigit():
+            yield f"part {quote(part)} is a Windows short name for '.git'"
+        if part.split(".", 1)[0].rstrip(" ").upper() in WINDOWS_DEVICES:
+            yield f"part {quote(part)} is a reserved device name on Windows"
+
+
+def name_key(name: str) -> tuple[str, ...]:
+    """Return NAME's parts under canonical caseless matching (NFD, casefold, NFD)."""
+    import unicodedata
+
+    return tuple(
+        unicodedata.normalize("NFD", unicodedata.normalize("NFD", part).casefold())
+        for part in name.split("/")
+    )
+
+
+class NameIndex:
+    """The names seen so far, to refuse two that would land on the same file."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, ...], tuple[str, int]] = {}
+        self._folders: dict[tuple[str, ...], tuple[str, int]] = {}
+
+    def add(self, name: str, line: int = 0) -> str | None:
+        """Record NAME, from LINE (0: none); return why it collides with an earlier name, if it does."""
+        key = name_key(name)
+        clash = self._files.get(key)
+        if clash and clash[0] == name:
+            return f"{quote(name)} appears twice" + (f"; the first block is at line {clash[1]}" if clash[1] else "")
+        if clash:
+            return (
+                f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
+                " they would overwrite each other on macOS and Windows"
+            )
+        if key in self._folders:
+            return f"{quote(name)} is a file, but {_earlier(self._folders[key])} needs it as a folder"
+        for depth in range(1, len(key)):
+            if key[:depth] in self._files:
+                return f"{quote(name)} needs {_earlier(self._files[key[:depth]])} as a folder, but it is a file"
+        self._files[key] = (name, line)
+        for depth in range(1, len(key)):
+            self._folders.setdefault(key[:depth], (name, line))
+        return None
+
+
+def _earlier(seen: tuple[str, int]) -> str:
+    """Return an earlier name quoted, with its line if it has one."""
+    name, line = seen
+    return f"{quote(name)} (line {line})" if line else quote(name)
+
+
+# ---------------------------------------------------------------------------
+# Parser: bytes in, events out; no filesystem access
+# ---------------------------------------------------------------------------
+
+
+class Open:
+    """A block starts: NAME (decoded with surrogateescape) at LINE."""
+
+    __slots__ = ("name", "line")
+
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+
+
+class Body:
+    """The next piece of the open block's body, exactly as in the bundle."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Close:
+    """The open block ends at LINE."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class NearMiss:
+    """LINE, outside any block, looks like a marker but is not one."""
+
+    __slots__ = ("line", "text")
+
+    def __init__(self, line: int, text: bytes) -> None:
+        self.line = line
+        self.text = text
+
+
+if TYPE_CHECKING:
+    Event = Union[Open, Body, Close, NearMiss]
+
+
+def _marker_text(line: bytes) -> bytes:
+    """Return LINE without its final LF and then one CR: the text a marker is matched on."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    return line
+
+
+def _is_open_marker(text: bytes) -> bool:
+    return text.startswith(OPEN_PREFIX) and text.endswith(MARKER_SUFFIX)
+
+
+def _is_close_shaped(text: bytes) -> bool:
+    return text.startswith(CLOSE_PREFIX) and text.endswith(MARKER_SUFFIX)
+
+
+# What chat answers wrap markers in: Markdown quotes, lists, bold, code spans.
+_DECORATION = b" \t\r\n\v\f>*_`~-+"
+
+
+def _is_near_miss(text: bytes) -> bool:
+    """Tell whether TEXT, not an exact marker, looks like a mistyped one."""
+    core = text.strip().lstrip(_DECORATION)
+    if not core.startswith(b"<<"):
+        return False
+    rest = core.lstrip(b"<").lstrip().upper()
+    return rest.startswith(b"FILE") or rest.startswith(b"END")
+
+
+class _Block:
+    """The block being read: its name, where it opened, its close marker."""
+
+    __slots__ = ("raw_name", "line", "close", "hint")
+
+    def __init__(self, raw_name: bytes, line: int) -> None:
+        self.raw_name = raw_name
+        self.line = line
+        self.close = CLOSE_PREFIX + raw_name + MARKER_SUFFIX
+        self.hint = ""  # why a line inside probably was meant to close it
+
+
+class Parser:
+    """Turn bundle bytes, fed in chunks of any size, into events.
+
+    `feed(data)` and then `finish()` return lists of Open, Body, Close and
+    NearMiss events; a structure error raises BundleError. Memory stays
+    bounded whatever the length of a body or of a line: bodies leave as Body
+    pieces as soon as they cannot be the start of the close marker.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._line = 1  # number of the line that _buf starts in
+        self._at_line_start = True  # does _buf start at the start of a line?
+        self._checked_bom = False
+        self._block: _Block | None = None
+        self._long: list[bytes] | None = None  # head and tail of an outside line too long to hold
+        self._blocks_seen = 0
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume DATA; return the events it completes."""
+        self._buf += data
+        events: list[Event] = []
+        if not self._checked_bom:
+            if len(self._buf) < 4:
+                return events
+            self._check_bom()
+        self._run(False, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        """Consume the end of input; return the last events or raise BundleError."""
+        events: list[Event] = []
+        if not self._checked_bom:
+            self._check_bom()
+        self._run(True, events)
+        block = self._block
+        if block is not None:
+            close = quote(block.close.decode("utf-8", "replace"))
+            message = f"block {quote(block.raw_name.decode('utf-8', 'surrogateescape'))} is never closed: no {close} line follows"
+            message += block.hint
+            raise BundleError(message, block.line)
+        if not self._blocks_seen:
+            raise BundleError("no '<<<FILE name>>>' block found; nothing to write")
+        return events
+
+    def _check_bom(self) -> None:
+        self._checked_bom = True
+        if self._buf.startswith(UTF8_BOM):
+            self._buf = self._buf[len(UTF8_BOM):]
+            return
+        for mark, encoding in BOMS:
+            if self._buf.startswith(mark):
+                raise BundleError(
+                    f"the bundle is {encoding} text; convert it to UTF-8 first, e.g."
+                    f" 'iconv -f {encoding} -t UTF-8 IN > OUT', or in PowerShell write it with"
+                    " '| Out-File -Encoding utf8' instead of '>'",
+                    1,
+                )
+
+    def _run(self, final: bool, events: list[Event]) -> None:
+        while self._inside(final, events) if self._block else self._outside(final, events):
+            pass
+
+    # -- outside any block ---------------------------------------------------
+
+    def _outside(self, final: bool, events: list[Event]) -> bool:
+        """Read lines until a block opens (return True) or the buffer runs dry."""
+        buf = self._buf
+        pos = 0
+        if self._long is not None:
+            pos = self._continue_long_line(final, events)
+            if self._long is not None:  # still no end of line
+                self._buf = b""
+                return False
+        while self._block is None:
+            end = buf.find(b"\n", pos) + 1
+            if not end:
+                if final and pos < len(buf):
+                    self._outside_line(buf[pos:], events)
+                    pos = len(buf)
+                elif len(buf) - pos > MAX_HELD_LINE:
+                    self._long = [buf[pos:pos + MAX_HELD_LINE], buf[-4:]]
+                    pos = len(buf)
+                break
+            self._outside_line(buf[pos:end], events)
+            pos = end
+            self._line += 1
+        self._buf = buf[pos:]
+        return self._block is not None
+
+    def _continue_long_line(self, final: bool, events: list[Event]) -> int:
+        """Feed the buffer to the long line being skipped; return where the next line starts."""
+        assert self._long is not None
+        buf = self._buf
+        end = buf.find(b"\n") + 1
+        if not end and not final:
+            self._long[1] = (self._long[1] + buf)[-4:]
+            return len(buf)
+        end = end or len(buf)
+        head, tail = self._long
+        self._long = None
+        self._outside_line(head + (tail + buf[:end])[-5:], events, held=False)
+        self._line += 1
+        return end
+
+    def _outside_line(self, line: bytes, events: list[Event], held: bool = True) -> None:
+        """Handle one line outside any block (HELD: the whole line is in LINE)."""
+        text = _marker_text(line)
+        if _is_open_marker(text):
+            if not held:
+                raise BundleError(
+                    f"this <<<FILE line is longer than {MAX_HELD_LINE} bytes; a name may hold at most"
+                    f" {MAX_NAME_BYTES}",
+                    self._line,
+                )
+            raw = text[len(OPEN_PREFIX):-len(MARKER_SUFFIX)]
+            self._block = _Block(raw, self._line)
+            self._blocks_seen += 1
+            self._at_line_start = True
+            events.append(Open(raw.decode("utf-8", "surrogateescape"), self._line))
+        elif _is_close_shaped(text):
+            shown = quote(text[:200].decode("utf-8", "replace"))
+            raise BundleError(
+                f"{shown} closes no open block; is the <<<FILE line above it mistyped?", self._line
+            )
+        elif _is_near_miss(text):
+            events.append(NearMiss(self._line, text[:200]))
+
+    # -- inside a block --------------------------------------------------------
+
+    def _inside(self, final: bool, events: list[Event]) -> bool:
+        """Pass body bytes on until the close marker (return True) or the buffer runs dry."""
+        block = self._block
+        assert block is not None
+        buf = self._buf
+        # Only whole lines can be judged; at the end of input every byte is one.
+        end = len(buf) if final else buf.rfind(b"\n") + 1
+        found = self._find_close(block.close, buf, end, final)
+        if found is not None:
+            start, after = found
+            self._emit(block, buf[:start], events)
+            events.append(Close(self._line))
+            self._block = None
+            self._line += 1
+            self._at_line_start = True
+            self._buf = buf[after:]
+            return True
+        self._emit(block, buf[:end], events)
+        rest = buf[end:]
+        if len(rest) > max(MAX_HELD_LINE, len(block.close) + 2):
+            # A partial line this long cannot be the close marker: pass it on.
+            self._emit(block, rest, events)
+            self._at_line_start = False
+            rest = b""
+        self._buf = rest
+        return False
+
+    def _find_close(self, close: bytes, buf: bytes, end: int, final: bool) -> tuple[int, int] | None:
+        """Return where the first close-marker line in BUF[:END] starts and ends."""
+        search = 0
+        while True:
+            start = buf.find(close, search, end)
+            if start < 0:
+                return None
+            search = start + 1
+            if start == 0 and not self._at_line_start or start > 0 and buf[start - 1] != 0x0A:
+                continue
+            after = start + len(close)
+            if after == end:  # only at the end of input
+                return start, after
+            if buf[after] == 0x0A:
+                return start, after + 1
+            if buf[after] == 0x0D:
+                if after + 1 == end:
+                    return start, after + 1
+                if buf[after + 1] == 0x0A:
+                    return start, after + 2
+
+    def _emit(self, block: _Block, piece: bytes, events: list[Event]) -> None:
+        """Pass PIECE on as body, keeping the line count and the never-closed hint."""
+        if not piece:
+            return
+        if not block.hint:
+            self._look_for_hint(block, piece)
+        events.append(Body(piece))
+        self._line += piece.count(b"\n")
+        self._at_line_start = piece.endswith(b"\n")
+
+    def _look_for_hint(self, block: _Block, piece: bytes) -> None:
+        """Note the first line in PIECE that probably was meant to end BLOCK."""
+        wanted = block.close.decode("utf-8", "replace").casefold()
+        found = piece.find(b"<<<")
+        while found >= 0:
+            start = piece.rfind(b"\n", 0, found) + 1
+            end = piece.find(b"\n", found) + 1 or len(piece)
+            if start or self._at_line_start:
+                text = _marker_text(piece[start:end])
+                loose = text.strip().decode("utf-8", "replace").casefold()
+                line = self._line + piece.count(b"\n", 0, start)
+                if loose == wanted:
+                    block.hint = f"; line {line} was probably meant to close it (markers must match exactly)"
+                elif _is_open_marker(text):
+                    block.hint = f"; line {line} starts another block: is the END line above it missing?"
+                if block.hint:
+                    return
+            found = piece.find(b"<<<", end)
+
+
+def parse(chunks: Iterable[bytes]) -> Iterator[Event]:
+    """Yield the events of a bundle given as an iterable of byte chunks."""
+    parser = Parser()
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+    yield from parser.finish()
+
+
+# ---------------------------------------------------------------------------
+# Writer: stage every body beside its target, then rename all into place
+# ---------------------------------------------------------------------------
+
+
+class SignalGuard:
+    """Turn SIGINT, SIGTERM and SIGHUP into Interrupted, except where deferred.
+
+    While `deferring` is set (renames being made or undone), a signal is only
+    noted in `pending`; once `finished` is set the run has succeeded and late
+    signals are ignored. Handlers are installed only in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.finished = False
+        self.pending: int | None = None
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> SignalGuard:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+                if hasattr(signal, name):
+                    signum = getattr(signal, name)
+                    self._saved[signum] = signal.signal(signum, self._handle)
+            if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an error (EFBIG)
+                self._saved[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.finished:
+            return
+        if self.deferring:
+            self.pending = signum
+            return
+        raise Interrupted(signum)
+
+    def check(self) -> None:
+        """Raise Interrupted for a signal that arrived while deferred."""
+        if self.pending is not None and not self.finished:
+            raise Interrupted(self.pending)
+
+
+class _Tree:
+    """Filesystem calls below DIR that never follow a symlink.
+
+    With dir_fd (POSIX) a folder is an open descriptor, and each folder is
+    opened relative to its parent with O_NOFOLLOW, so a symlink swapped in
+    during the run is not followed either. Without it (Windows) a folder is a
+    path and every step is checked with lstat first.
+    """
+
+    def __init__(self, root: str, use_dir_fd: bool) -> None:
+        self.use_dir_fd = use_dir_fd
+        self.root = root
+        self._folders: dict[tuple[str, ...], Handle] = {}
+        self.created: list[tuple[str, ...]] = []  # folders this run made, in order
+        self._created_set: set[tuple[str, ...]] = set()
+
+    def open_root(self) -> None:
+        """Open DIR itself; DIR may be a symlink, since the user named it."""
+        if self.use_dir_fd:
+            self._folders[()] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        else:
+            self._folders[()] = self.root
+
+    def close(self) -> None:
+        """Close every folder descriptor."""
+        for handle in self._folders.values():
+            if isinstance(handle, int):
+                _close_quietly(handle)
+        self._folders.clear()
+
+    @staticmethod
+    def _at(folder: Handle, name: str) -> tuple[str, int | None]:
+        """Return the path and dir_fd that name NAME in FOLDER."""
+        if isinstance(folder, int):
+            return name, folder
+        return os.path.join(folder, name), None
+
+    def lstat(self, folder: Handle, name: str) -> os.stat_result:
+        """Return the status of NAME in FOLDER, not following a symlink."""
+        path, fd = self._at(folder, name)
+        return os.stat(path, dir_fd=fd, follow_symlinks=False)
+
+    def open(self, folder: Handle, name: str, flags: int, mode: int = 0o666) -> int:
+        """Open NAME in FOLDER; never follows a symlink at NAME."""
+        path, fd = self._at(folder, name)
+        return os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC, mode, dir_fd=fd)
+
+    def link(self, folder: Handle, src: str, dst: str) -> None:
+        """Make DST a second name of SRC's file; fails if DST exists."""
+        (a, fd), (b, _) = self._at(folder, src), self._at(folder, dst)
+        os.link(a, b, src_dir_fd=fd, dst_dir_fd=fd)
+
+    def rename(self, folder: Handle, src: str, dst: str, replace: bool) -> None:
+        """Rename SRC to DST in FOLDER, atomically replacing DST when REPLACE."""
+        (a, fd), (b, _) = self._at(folder, src), self._at(folder, dst)
+        (os.replace if replace else os.rename)(a, b, src_dir_fd=fd, dst_dir_fd=fd)
+
+    def unlink(self, folder: Handle, name: str) -> None:
+        """Remove the file NAME from FOLDER."""
+        path, fd = self._at(folder, name)
+        os.unlink(path, dir_fd=fd)
+
+    def mkdir(self, folder: Handle, name: str) -> None:
+        """Make the folder NAME in FOLDER (mode 0o777 less the umask)."""
+        path, fd = self._at(folder, name)
+        os.mkdir(path, 0o777, dir_fd=fd)
+
+    def rmdir(self, folder: Handle, name: str) -> None:
+        """Remove the empty folder NAME from FOLDER."""
+        path, fd = self._at(folder, name)
+        os.rmdir(path, dir_fd=fd)
+
+    def chmod(self, fd: int, folder: Handle, name: str, mode: int) -> None:
+        """Set the permission bits of the open file FD, also known as NAME."""
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:
+            os.chmod(self._at(folder, name)[0], mode)
+
+    def sync_folder(self, folder: Handle) -> None:
+        """Flush FOLDER's entries to disk (POSIX only; Windows cannot)."""
+        if isinstance(folder, int):
+            os.fsync(folder)
+        elif os.name == "posix":
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def is_new(self, parts: tuple[str, ...]) -> bool:
+        """Tell whether this run created the folder PARTS (so it held nothing before)."""
+        return parts in self._created_set
+
+    def folder(self, parts: tuple[str, ...], create: bool, guard: SignalGuard | None = None) -> Handle | None:
+        """Return a handle on DIR/PARTS, making missing folders when CREATE.
+
+        Returns None when a folder is missing and CREATE is false. Raises
+        TargetError when a part exists but is not a real directory.
+        """
+        if () not in self._folders:  # DIR itself was never opened
+            return None
+        depth = len(parts)
+        while parts[:depth] not in self._folders:
+            depth -= 1
+        handle = self._folders[parts[:depth]]
+        for depth in range(depth + 1, len(parts) + 1):
+            child = self._open_folder(handle, parts[:depth], create, guard)
+            if child is None:
+                return None
+            handle = self._folders[parts[:depth]] = child
+        return handle
+
+    def _open_folder(
+        self, parent: Handle, parts: tuple[str, ...], create: bool, guard: SignalGuard | None
+    ) -> Handle | None:
+        name = parts[-1]
+        try:
+            return self._enter(parent, name)
+        except FileNotFoundError:
+            if not create:
+                return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP, getattr(errno, "EMLINK", -1)):
+                raise
+            raise TargetError(self._not_a_folder("/".join(parts), parent, name)) from None
+        if guard:
+            guard.deferring = True  # the folder must be recorded if it is made
+        try:
+            try:
+                self.mkdir(parent, name)
+            except FileExistsError:  # made by someone else meanwhile: not ours
+                pass
+            else:
+                self.created.append(parts)
+                self._created_set.add(parts)
+        finally:
+            if guard:
+                guard.deferring = False
+        if guard:
+            guard.check()
+        return self._open_folder(parent, parts, False, guard)
+
+    def _enter(self, parent: Handle, name: str) -> Handle:
+        if isinstance(parent, int):
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=parent)
+        path = os.path.join(parent, name)
+        st = os.lstat(path)
+        reparse = getattr(st, "st_file_attributes", 0) & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0)
+        if not stat.S_ISDIR(st.st_mode) or reparse:
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+        return path
+
+    def _not_a_folder(self, shown: str, parent: Handle, name: str) -> str:
+        try:
+            what = _describe(self.lstat(parent, name).st_mode)
+        except OSError:
+            what = "not a real directory"
+        return f"{quote(shown)} is {what}, not a real directory"
+
+    def remove_created(self, problems: list[str]) -> None:
+        """Remove, deepest first, every folder this run made."""
+        for parts in reversed(self.created):
+            self._folders.pop(parts, None)
+            try:
+                parent = self.folder(parts[:-1], False)
+                if parent is None:
+                    raise FileNotFoundError(errno.ENOENT, "missing")
+                self.rmdir(parent, parts[-1])
+            except (OSError, SplitError) as exc:
+                problems.append(f"could not remove folder {quote('/'.join(parts))}: {_reason(exc)}")
+        self.created.clear()
+
+
+def _describe(mode: int) -> str:
+    """Return what kind of entry MODE is, for a message."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
+def _reason(exc: BaseException) -> str:
+    """Return the human part of an error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, SplitError):
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+def _close_quietly(*fds: int | None) -> None:
+    """Close descriptors during cleanup, when the run's outcome is already decided."""
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except (OSError, KeyboardInterrupt):
+                pass
+
+
+class Entry:
+    """One block on its way to disk: what is at its target, where it is staged."""
+
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+        parts = name.split("/")
+        self.folder_parts = tuple(parts[:-1])
+        self.leaf = parts[-1]
+        self.status = "new"  # then "same" or "changed" once compared
+        self.old_mode: int | None = None  # permission bits of a replaced file
+        self.old_is_link = False
+        self.temp: str | None = None  # staged temporary file, while it exists
+        self.fd: int | None = None  # the temporary file, while open
+        self.compare_fd: int | None = None  # the existing file, while compared
+        self.differs = False
+        self.backup: str | None = None  # the replaced file's second name, while it exists
+        self.backup_moved = False  # was the old file moved to `backup` (not linked)?
+        self.placed = False  # is the new file under its real name?
+
+
+class Writer:
+    """Stage bodies next to their targets; commit all at once, or roll back.
+
+    Use as: `entry = add(name, line)`, `write(entry, data)` for each piece,
+    `end(entry)`; then `commit()`. Problems with targets are collected in
+    `errors` so that all are reported; `commit()` raises them. Any exception
+    must be followed by `rollback()`, which leaves DIR as it was.
+    With `dry_run` nothing is written: targets are only compared.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        sync: bool = False,
+        guard: SignalGuard | None = None,
+        use_dir_fd: bool = HAVE_DIR_FD,
+    ) -> None:
+        self.root = root
+        self.force = force
+        self.dry_run = dry_run
+        self.sync = sync
+        self.guard = guard
+        self.entries: list[Entry] = []
+        self.errors: list[SplitError] = []
+        self._tree = _Tree(root, use_dir_fd)
+        self._started = False
+        self._have_root = False
+        self._created_roots: list[str] = []
+        self._token = os.urandom(6).hex()
+        self._serial = 0
+
+    # -- staging -------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """Make sure DIR exists (unless dry-run); return False if it does not."""
+        if self._started:
+            return self._have_root
+        self._started = True
+        root = self.root
+        if self.dry_run:
+            if not os.path.lexists(root):
+                return False
+        else:
+            self._make_root(root)
+        if not os.path.isdir(root):
+            raise TargetError(f"output folder {quote(root)} is not a directory")
+        self._tree.open_root()
+        self._have_root = True
+        return True
+
+    def _make_root(self, root: str) -> None:
+        missing = []
+        path = os.path.abspath(root)
+        while not os.path.lexists(path):
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        for path in reversed(missing):
+            self._defer()
+            try:
+                os.mkdir(path)
+                self._created_roots.append(path)
+            except FileExistsError:
+                pass
+            finally:
+                self._resume()
+
+    def _defer(self) -> None:
+        if self.guard:
+            self.guard.deferring = True
+
+    def _resume(self) -> None:
+        if self.guard:
+            self.guard.deferring = False
+            self.guard.check()
+
+    def add(self, name: str, line: int) -> Entry | None:
+        """Look at NAME's target and start staging its body; None if it cannot be written."""
+        entry = Entry(name, line)
+        self.entries.append(entry)  # from now on, rollback knows of it
+        try:
+            if not self._start():
+                return entry  # dry run into a missing DIR: all new
+            folder = self._tree.folder(entry.folder_parts, not self.dry_run, self.guard)
+            if folder is not None and not self._tree.is_new(entry.folder_parts):
+                self._examine(entry, folder)
+            if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
+                self._stage(entry, folder)
+        except SplitError as exc:
+            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", line))
+            self.entries.pop()
+            return None
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", line) from None
+        return entry
+
+    def _examine(self, entry: Entry, folder: Handle) -> None:
+        """Find out what is at ENTRY's target; open an existing file to compare."""
+        try:
+            st = self._tree.lstat(folder, entry.leaf)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            entry.status = "changed"
+            entry.old_is_link = True
+            entry.differs = True
+        elif stat.S_ISREG(st.st_mode):
+            fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
+                os.close(fd)
+                raise TargetError("it changed while it was being examined")
+            entry.compare_fd = fd
+            entry.status = "changed"  # until the comparison says "same"
+            entry.old_mode = stat.S_IMODE(st.st_mode) & 0o777
+        else:
+            raise TargetError(f"it is {_describe(st.st_mode)}; only files are replaced")
+
+    def _stage(self, entry: Entry, folder: Handle) -> None:
+        """Create ENTRY's temporary file, never reusing an existing name."""
+        while True:
+            self._serial += 1
+            temp = f"{TEMP_PREFIX}{self._token}-{self._serial}"
+            self._defer()
+            try:
+                entry.fd = self._tree.open(folder, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                entry.temp = temp
+            except FileExistsError:
+                continue
+            finally:
+                self._resume()
+            return
+
+    def write(self, entry: Entry, data: bytes) -> None:
+        """Stage DATA, the next piece of ENTRY's body, and compare it with the target."""
+        try:
+            if entry.compare_fd is not None:
+                self._compare(entry, data)
+            if entry.fd is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(entry.fd, view):]
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+
+    def _compare(self, entry: Entry, data: bytes) -> None:
+        fd = entry.compare_fd
+        assert fd is not None
+        old = b""
+        while len(old) < len(data):
+            more = os.read(fd, len(data) - len(old))
+            if not more:
+                break
+            old += more
+        if old != data:
+            entry.differs = True
+            entry.compare_fd = None
+            os.close(fd)
+
+    def end(self, entry: Entry) -> None:
+        """Finish ENTRY's body: settle its status and close its temporary file."""
+        try:
+            if entry.compare_fd is not None:
+                fd = entry.compare_fd
+                entry.compare_fd = None
+                try:
+                    entry.differs = os.read(fd, 1) != b""
+                finally:
+                    os.close(fd)
+            if entry.status == "changed" and not entry.differs:
+                entry.status = "same"
+            if entry.fd is not None:
+                if entry.status == "changed" and entry.old_mode is not None:
+                    folder = self._tree.folder(entry.folder_parts, False)
+                    assert folder is not None
+                    self._tree.chmod(entry.fd, folder, entry.temp or "", entry.old_mode)
+                if self.sync:
+                    os.fsync(entry.fd)
+                fd = entry.fd
+                entry.fd = None
+                os.close(fd)
+            if entry.status == "same":
+                self._drop(entry)
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+        if entry.status == "changed" and not self.force:
+            self.errors.append(
+                ConflictError(
+                    f"{quote(entry.name)} exists with other content; use -f to replace it", entry.line
+                )
+            )
+
+    def _drop(self, entry: Entry) -> None:
+        """Close ENTRY's files and remove its temporary file, if any."""
+        _close_quietly(entry.fd, entry.compare_fd)
+        entry.fd = entry.compare_fd = None
+        if entry.temp is not None:
+            folder = self._tree.folder(entry.folder_parts, False)
+            if folder is not None:
+                self._tree.unlink(folder, entry.temp)
+            entry.temp = None
+
+    # -- commit and rollback -----------------------------------------------
+
+    def commit(self) -> list[str]:
+        """Move every staged file into place; return warnings about leftovers.
+
+        Raises the collected errors instead, if there are any.
+        """
+        if self.errors:
+            raise ErrorList(self.errors)
+        if self.dry_run:
+            return []
+        guard = self.guard
+        if guard:
+            guard.deferring = True
+        try:
+            for entry in self.entries:
+                if entry.temp is not None:
+                    self._place(entry)
+                if guard:
+                    guard.check()
+        finally:
+            if guard:
+                guard.deferring = False
+        # Every file is in place: a signal can no longer turn this into failure.
+        if guard:
+            guard.finished = True
+        if self.sync:  # still part of the commit: if it fails, roll back
+            try:
+                self._sync_folders()
+            except (OSError, SplitError) as exc:
+                raise DiskError(f"cannot flush the output folder to disk: {_reason(exc)}") from None
+        return self._remove_backups()
+
+    def _remove_backups(self) -> list[str]:
+        """Drop the second names of replaced files; return what could not be dropped."""
+        problems: list[str] = []
+        for entry in self.entries:
+            backup = entry.backup
+            if backup is None:
+                continue
+            try:
+                folder = self._tree.folder(entry.folder_parts, False)
+                if folder is not None:
+                    self._tree.unlink(folder, backup)
+                entry.backup = None
+            # Even an interrupt: the run has succeeded, only a leftover remains.
+            except (OSError, SplitError, KeyboardInterrupt) as exc:
+                shown = "/".join(entry.folder_parts + (backup,))
+                problems.append(
+                    f"{quote(entry.name)} was replaced, but its old copy {quote(shown)} could not be"
+                    f" removed ({_reason(exc)}); delete it by hand"
+                )
+        return problems
+
+    def _place(self, entry: Entry) -> None:
+        """Rename ENTRY's temporary file to its real name, keeping a way back."""
+        assert entry.temp is not None
+        folder = self._tree.folder(entry.folder_parts, False)
+        try:
+            if folder is None:
+                raise FileNotFoundError(errno.ENOENT, "its folder is gone")
+            if entry.status == "new":
+                self._place_new(entry, folder)
+            else:
+                self._replace(entry, folder)
+        except OSError as exc:
+            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+
+    def _place_new(self, entry: Entry, folder: Handle) -> None:
+        """Give ENTRY's temporary file its name, failing if something took it meanwhile."""
+        temp = entry.temp
+        assert temp is not None
+        tree = self._tree
+        try:
+            if os.name != "nt":  # on Windows, rename itself refuses to replace
+                try:
+                    tree.link(folder, temp, entry.leaf)  # unlike rename, never replaces
+                    entry.placed = True
+                    tree.unlink(folder, temp)
+                    entry.temp = None
+                    return
+                except OSError as exc:
+                    if entry.placed or exc.errno not in NO_LINK_ERRNOS:
+                        raise
+                # No hard links on this filesystem: look, then rename.
+                try:
+                    tree.lstat(folder, entry.leaf)
+                    raise FileExistsError(errno.EEXIST, "File exists")
+                except FileNotFoundError:
+                    pass
+            tree.rename(folder, temp, entry.leaf, replace=False)
+            entry.temp = None
+            entry.placed = True
+        except FileExistsError:
+            raise TargetError(
+                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
+            ) from None
+
+    def _replace(self, entry: Entry, folder: Handle) -> None:
+        assert entry.temp is not None
+        tree = self._tree
+        self._serial += 1
+        backup = f"{TEMP_PREFIX}{self._token}-{self._serial}.old"
+        # Keep a way back: a second name for the old file, so that the
+        # replacement below is atomic. A link is moved aside instead, since
+        # some systems would give its target the second name.
+        moved = entry.old_is_link
+        if not moved:
+            try:
+                tree.link(folder, entry.leaf, backup)
+            except OSError as exc:
+                if exc.errno not in NO_LINK_ERRNOS:
+                    raise
+                moved = True
+        if moved:
+            tree.rename(folder, entry.leaf, backup, replace=False)
+        entry.backup = backup
+        entry.backup_moved = moved
+        tree.rename(folder, entry.temp, entry.leaf, replace=True)
+        entry.temp = None
+        entry.placed = True
+
+    def rollback(self) -> list[str]:
+        """Undo everything this run did below DIR; return what could not be undone."""
+        guard = self.guard
+        if guard:
+            guard.deferring = True
+        problems: list[str] = []
+        try:
+            for entry in reversed(self.entries):
+                self._undo(entry, problems)
+            self._tree.remove_created(problems)
+            self._tree.close()
+            for path in reversed(self._created_roots):
+                try:
+                    os.rmdir(path)
+                except OSError as exc:
+                    problems.append(f"could not remove folder {quote(path)}: {_reason(exc)}")
+            self._created_roots.clear()
+        finally:
+            if guard:
+                guard.deferring = False
+        return problems
+
+    def _undo(self, entry: Entry, problems: list[str]) -> None:
+        tree = self._tree
+        _close_quietly(entry.fd, entry.compare_fd)
+        entry.fd = entry.compare_fd = None
+        try:
+            folder = tree.folder(entry.folder_parts, False)
+        except (OSError, SplitError) as exc:
+            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
+            return
+        if folder is None:
+            return
+        backup = entry.backup
+        try:
+            if entry.placed and backup is not None:  # put the old file back over ours
+                tree.rename(folder, backup, entry.leaf, replace=True)
+            elif entry.placed:
+                tree.unlink(folder, entry.leaf)
+            elif backup is not None and entry.backup_moved:
+                tree.rename(folder, backup, entry.leaf, replace=False)
+            elif backup is not None:  # a second name only: the old file never left
+                tree.unlink(folder, backup)
+            entry.backup = None
+            entry.placed = False
+            if entry.temp is not None:
+                tree.unlink(folder, entry.temp)
+                entry.temp = None
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
+
+    def _sync_folders(self) -> None:
+        """Flush every folder that gained an entry (after --sync)."""
+        seen: set[tuple[str, ...]] = set()
+        wanted = [e.folder_parts for e in self.entries if e.status != "same"] + [
+            parts[:-1] for parts in self._tree.created
+        ]
+        for parts in wanted:
+            if parts not in seen:
+                seen.add(parts)
+                folder = self._tree.folder(parts, False)
+                if folder is not None:
+                    self._tree.sync_folder(folder)
+
+    def read_target(self, entry: Entry) -> bytes:
+        """Return what ENTRY's target holds now: empty for nothing or a link; links are not followed."""
+        folder = self._tree.folder(entry.folder_parts, False) if self._have_root else None
+        if folder is None or entry.old_is_link or entry.status == "new":
+            return b""
+        fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return b""
+            chunks: list[bytes] = []
+            while True:
+                data = os.read(fd, CHUNK_SIZE)
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release every descriptor the writer holds."""
+        for entry in self.entries:
+            _close_quietly(entry.fd, entry.compare_fd)
+            entry.fd = entry.compare_fd = None
+        self._tree.close()
+
+
+# ---------------------------------------------------------------------------
+# Pack: files to a bundle, the inverse of splitting
+# ---------------------------------------------------------------------------
+
+
+def _pack_name(path: str) -> str:
+    """Return the bundle name for PATH as given: '/' between parts, no leading './', no trailing '/'."""
+    name = path.replace(os.sep, "/") if os.sep != "/" else path
+    while name.startswith("./"):
+        name = name[2:].lstrip("/")
+    name = name.rstrip("/") if name.strip("/") else name
+    return "" if name == "." else name
+
+
+def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str]]:
+    """Return (name, path) for every file to bundle: PATHS in order, folders sorted by name bytes."""
+    found: list[tuple[str, str]] = []
+    for path in paths:
+        name = _pack_name(path)
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+        if stat.S_ISDIR(st.st_mode) and name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
+            warn(path, "skipped: a version-control folder")
+        elif stat.S_ISDIR(st.st_mode):
+            inside: list[tuple[str, str]] = []
+            _pack_folder(path, name, inside, warn)
+            found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+        elif stat.S_ISREG(st.st_mode):
+            found.append((name, path))
+        else:
+            warn(path, f"skipped: {_describe(st.st_mode)}, not a file")
+    return found
+
+
+def _pack_folder(folder: str, name: str, found: list[tuple[str, str]], warn: Callable[[str, str], None]) -> None:
+    """Add the files below FOLDER to FOUND, never following a symlink."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise DiskError(f"cannot read {quote(folder)}: {_reason(exc)}") from None
+    for entry in entries:
+        child = f"{name}/{entry.name}" if name else entry.name
+        if entry.is_symlink():
+            warn(entry.path, "skipped: a symlink (links are not followed)")
+        elif entry.is_dir(follow_symlinks=False):
+            if entry.name.casefold() in VCS_FOLDERS:
+                warn(entry.path, "skipped: a version-control folder")
+            else:
+                _pack_folder(entry.path, child, found, warn)
+        elif entry.is_file(follow_symlinks=False):
+            found.append((child, entry.path))
+        else:
+            warn(entry.path, "skipped: not a regular file")
+
+
+def pack(paths: Sequence[str], out: IO[bytes], windows: bool, warn: Callable[[str, str], None]) -> int:
+    """Write a bundle of the files at PATHS to OUT; return how many files it holds.
+
+    Files that are not UTF-8 text are skipped and a missing final newline is
+    added, each with a call to WARN(path, message). A name that breaks the
+    name rules, or a file holding its own close marker, raises ErrorList
+    before anything is written to OUT.
+    """
+    sources = _pack_sources(paths, warn)
+    errors: list[SplitError] = []
+    index = NameIndex()
+    for name, path in sources:
+        why = "; ".join(check_name(name, windows)) or index.add(name)
+        if why:
+            errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}"))
+    if errors:
+        raise ErrorList(errors)
+    count = 0
+    for name, path in sources:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+        if b"\0" in data:
+            warn(path, "skipped: it holds a NUL byte (binary files cannot be bundled)")
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            warn(path, "skipped: it is not UTF-8 text")
+            continue
+        if data and not data.endswith(b"\n"):
+            warn(path, "has no final newline; the bundle adds one")
+            data += b"\n"
+        raw = name.encode("utf-8")
+        close = CLOSE_PREFIX + raw + MARKER_SUFFIX
+        if close in data and any(_marker_text(line) == close for line in data.split(b"\n")):
+            errors.append(BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker"))
+            continue
+        out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n" + data + close + b"\n")
+        count += 1
+    if errors:
+        raise ErrorList(errors)
+    return count
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Writes diagnostics and the progress line to stderr.
+
+    Diagnostics read `splitfile: KIND: SOURCE:LINE: message`. The progress
+    line appears only on a terminal, after about a second, and is erased
+    before any diagnostic and at the end.
+    """
+
+    def __init__(self, source: str, quiet: bool, total: int | None = None) -> None:
+        self.source = source
+        self.quiet = quiet
+        self.total = total  # bundle size, when known
+        self.read = 0  # bytes read so far
+        self.staged = 0  # blocks read so far
+        self._shown = 0  # length of the progress line on screen
+        self._next = 0.0  # when the progress line may next be drawn
+        self._progress = not quiet and _is_terminal(sys.stderr)
+        if self._progress:
+            import time
+
+            self._clock = time.monotonic
+            self._next = self._clock() + 1.0
+
+    def _where(self, line: int | None) -> str:
+        return self.source if line is None else f"{self.source}:{line}"
+
+    def _say(self, kind: str, message: str, where: str) -> None:
+        self.clear()
+        prefix = f"{where}: " if where else ""  # --pack has no bundle to point into
+        sys.stderr.write(f"splitfile: {kind}: {prefix}{message}\n")
+        sys.stderr.flush()
+
+    def error(self, exc: SplitError) -> None:
+        """Report EXC, and each error it holds."""
+        for each in exc.errors if isinstance(exc, ErrorList) else [exc]:
+            self._say("error", each.message, self._where(each.line))
+
+    def warning(self, message: str, line: int | None = None, where: str | None = None) -> None:
+        """Report a warning unless -q was given."""
+        if not self.quiet:
+            self._say("warning", message, where or self._where(line))
+
+    def advance(self, size: int) -> None:
+        """Count SIZE more bytes read; redraw the progress line a few times a second."""
+        self.read += size
+        if self._progress and self._clock() >= self._next:
+            self._next = self._clock() + 0.25
+            of = f" of {_size(self.total)}" if self.total else ""
+            text = f"splitfile: {_size(self.read)}{of} read, {self.staged} files staged"
+            sys.stderr.write("\r" + text.ljust(self._shown))
+            sys.stderr.flush()
+            self._shown = len(text)
+
+    def clear(self) -> None:
+        """Erase the progress line, if one is shown."""
+        if self._shown:
+            sys.stderr.write("\r" + " " * self._shown + "\r")
+            sys.stderr.flush()
+            self._shown = 0
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _size(count: int | None) -> str:
+    """Return COUNT bytes in the largest unit that keeps it at least 1."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer: _Consumer) -> None:
+    """Check every name and hand each valid block's body to CONSUMER.
+
+    Raises the structure error, if any, together with every name error.
+    """
+    index = NameIndex()
+    errors: list[SplitError] = []
+    current: Entry | None = None
+    try:
+        for event in events:
+            if type(event) is Body:
+                if current is not None:
+                    consumer.write(current, event.data)
+            elif type(event) is Open:
+                current = None
+                name, line = event.name, event.line
+                reasons = check_name(name, windows)
+                clash = None if reasons else index.add(name, line)
+                if reasons or clash:
+                    why = "; ".join(reasons) if reasons else clash
+                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", line))
+                elif not errors:  # once the run must fail, stage nothing more
+                    current = consumer.add(name, line)
+            elif type(event) is Close:
+                if current is not None:
+                    consumer.end(current)
+                    reporter.staged += 1
+                current = None
+            elif type(event) is NearMiss:
+                shown = quote(event.text.decode("utf-8", "replace"))
+                reporter.warning(
+                    f"{shown} looks like a marker but is not one, so it was ignored;"
+                    " markers must be exact and alone on their line",
+                    event.line,
+                )
+    except BundleError as exc:
+        if errors:
+            raise ErrorList(errors + [exc]) from None
+        raise
+    if errors:
+        raise ErrorList(errors)
+
+
+class _Collector:
+    """A consumer that writes no file: it keeps the names, and the bodies asked for."""
+
+    def __init__(self, wanted: Iterable[str] = (), writer: Writer | None = None) -> None:
+        self.names: list[str] = []
+        self.wanted = set(wanted)
+        self.bodies: dict[str, IO[bytes]] = {}
+        self.writer = writer  # with --diff, a dry-run writer that looks at each target
+
+    def add(self, name: str, line: int) -> Entry | None:
+        self.names.append(name)
+        entry = self.writer.add(name, line) if self.writer else Entry(name, line)
+        if entry is not None and (self.writer or name in self.wanted):
+            import tempfile
+
+            self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+        return entry
+
+    def write(self, entry: Entry, data: bytes) -> None:
+        if self.writer:
+            self.writer.write(entry, data)
+        body = self.bodies.get(entry.name)
+        if body is not None:
+            body.write(data)
+
+    def end(self, entry: Entry) -> None:
+        if self.writer:
+            self.writer.end(entry)
+
+    def body(self, name: str) -> bytes:
+        """Return the whole body of NAME."""
+        stream = self.bodies[name]
+        stream.seek(0)
+        return stream.read()
+
+    def close(self) -> None:
+        """Drop the kept bodies."""
+        for stream in self.bodies.values():
+            stream.close()
+        if self.writer:
+            self.writer.close()
+
+
+if TYPE_CHECKING:
+    import argparse
+
+    _Consumer = Union[Writer, _Collector]
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write DATA to stdout as bytes, whatever stdout is."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    """Print LINES to stdout as UTF-8, one a line."""
+    _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+
+
+def _read_chunks(stream: IO[bytes], reporter: _Reporter) -> Iterator[bytes]:
+    """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill)."""
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            data = read(CHUNK_SIZE)
+        except OSError as exc:
+            raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+        if not data:
+            return
+        reporter.advance(len(data))
+        yield data
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="splitfile",
+        usage="python splitfile.py [BUNDLE] [-o DIR] [-f] [-n | -l | -p NAME | --diff | --pack PATH...] [-v] [-q]"
+        " [--portable] [--sync]",
+        description="Split a bundle of <<<FILE name>>> ... <<<END name>>> blocks into files, all or"
+        " nothing: nothing is written unless every block is valid and every target can be written.",
+        epilog="examples:\n"
+        "  python splitfile.py bundle.txt -o out           split bundle.txt into out/\n"
+        "  llm 'a demo app' | python splitfile.py -o src --diff\n"
+        "                                                  review what a piped answer would change\n"
+        "  python splitfile.py --pack src > bundle.txt     bundle a folder; split it back with -o\n"
+        "\nexit status: 0 success; 1 bad bundle, conflict or file error (nothing written);"
+        " 2 usage error; 130, 143, 129 interrupted (nothing written)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("bundle", nargs="?", metavar="BUNDLE", help="the bundle file, or - for stdin (default: stdin)")
+    add("-o", "--output", metavar="DIR", default=".", help="folder to write into (default: .)")
+    add("-f", "--force", action="store_true", help="replace files that exist with other content")
+    mode = parser.add_mutually_exclusive_group().add_argument
+    mode("-n", "--dry-run", action="store_true", help="check everything, write nothing, print the plan")
+    mode("-l", "--list", action="store_true", help="print the names in the bundle; write nothing")
+    mode("-p", "--print", action="append", metavar="NAME", dest="print_names",
+         help="write the body of NAME to stdout instead of writing files (repeatable)")
+    mode("--diff", action="store_true", help="print a unified diff of what the bundle would change; write nothing")
+    mode("--pack", nargs="+", metavar="PATH", help="write a bundle of these files and folders to stdout")
+    add("-v", "--verbose", action="store_true", help="after writing, print 'STATUS NAME' for each file")
+    add("-q", "--quiet", action="store_true", help="print no warnings and no progress")
+    add("--portable", action="store_true", help="also refuse names that Windows cannot hold")
+    add("--sync", action="store_true", help="flush files and folders to disk before finishing")
+    add("--version", action="version", version=f"splitfile {__version__}")
+    return parser
+
+
+def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes], int | None]:
+    """Return the bundle's name for messages, a binary stream, and its size if known."""
+    if args.bundle in (None, "-"):
+        stdin = sys.stdin
+        if stdin is None:
+            raise UsageError("no bundle given and no standard input; name a bundle file")
+        if args.bundle is None and _is_terminal(stdin):
+            raise UsageError(
+                "no bundle given and standard input is a terminal;"
+                " name a bundle file, or pipe one in (see --help)"
+            )
+        stream: IO[bytes] = stdin.buffer
+        return "<stdin>", stream, None
+    try:
+        stream = open(args.bundle, "rb", buffering=0)
+    except OSError as exc:
+        raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+    try:
+        st = os.fstat(stream.fileno())
+    except OSError:
+        return args.bundle, stream, None
+    except BaseException:
+        stream.close()
+        raise
+    return args.bundle, stream, st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _split(args: argparse.Namespace, reporter: _Reporter, stream: IO[bytes], guard: SignalGuard) -> int:
+    """Run the chosen mode over the bundle; return the exit status."""
+    windows = args.portable or os.name == "nt"
+    events = parse(_read_chunks(stream, reporter))
+    if args.list or args.print_names or args.diff:
+        return _inspect(args, reporter, events, windows)
+    writer = Writer(args.output, force=args.force, dry_run=args.dry_run, sync=args.sync, guard=guard)
+    checked = False
+    try:
+        _walk(events, windows, reporter, writer)
+        checked = True
+        leftovers = writer.commit()
+    except BaseException as exc:
+        for problem in writer.rollback():
+            reporter.error(DiskError(problem))
+        if isinstance(exc, SplitError) and checked and args.dry_run:
+            reporter.clear()
+            _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+        raise
+    finally:
+        writer.close()
+    reporter.clear()
+    for problem in leftovers:
+        reporter.warning(problem)
+    if args.verbose or args.dry_run:
+        _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+    return EXIT_OK
+
+
+def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Event], windows: bool) -> int:
+    """Run -l, -p or --diff: read the whole bundle, check it, print; write no file."""
+    writer = Writer(args.output, force=True, dry_run=True) if args.diff else None
+    collector = _Collector(args.print_names or (), writer)
+    try:
+        _walk(events, windows, reporter, collector)
+        if writer and writer.errors:
+            raise ErrorList(writer.errors)
+        reporter.clear()
+        if args.list:
+            _print_lines(collector.names)
+        elif args.print_names:
+            missing = [name for name in args.print_names if name not in collector.bodies]
+            if missing:
+                raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
+            for name in args.print_names:
+                _write_stdout(collector.body(name))
+        elif writer:
+            for entry in writer.entries:
+                if entry.status != "same":
+                    _write_stdout(_diff(entry, writer.read_target(entry), collector.body(entry.name)))
+    finally:
+        collector.close()
+    return EXIT_OK
+
+
+def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
+    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
+    import difflib
+
+    name = entry.name
+    before = "/dev/null" if entry.status == "new" else f"a/{name}"
+    try:
+        old_lines = old.decode("utf-8").splitlines(keepends=True)
+        new_lines = new.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
+    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    if not text:  # a file of the same text under a link, say: still show that it changes
+        text = f"--- {before}\n+++ b/{name}\n"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
+    """Run --pack: write the bundle to stdout only if every file could be bundled."""
+    import tempfile
+
+    windows = args.portable or os.name == "nt"
+    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as staged:
+        pack(args.pack, staged, windows, lambda path, message: reporter.warning(f"{quote(path)}: {message}"))
+        staged.seek(0)
+        while True:
+            data = staged.read(CHUNK_SIZE)
+            if not data:
+                break
+            _write_stdout(data)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.pack and args.bundle is not None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("splitfile: error: --pack takes paths to bundle, not a BUNDLE to split\n")
+        return EXIT_USAGE
+    source = "" if args.pack else "<stdin>" if args.bundle in (None, "-") else args.bundle
+    reporter = _Reporter(source, args.quiet)
+    stream = None
+    try:
+        with SignalGuard() as guard:
+            try:
+                if args.pack:
+                    return _pack(args, reporter)
+                source, stream, reporter.total = _open_bundle(args)
+                return _split(args, reporter, stream, guard)
+            except SplitError as exc:
+                reporter.clear()
+                if isinstance(exc, UsageError):
+                    sys.stderr.write(f"splitfile: error: {exc.message}\n")
+                else:
+                    reporter.error(exc)
+                return exc.exit_status
+            except (Interrupted, KeyboardInterrupt) as exc:
+                reporter.clear()
+                sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
+                return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
+            except BrokenPipeError:
+                # The reader of stdout went away; say nothing more there.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return EXIT_FAILURE
+    finally:
+        if stream is not None and stream is not getattr(sys.stdin, "buffer", None):
+            stream.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
