@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Benchmark splitfile against its peers, interleaved, as ratios within each round.
+
+    python bench/bench.py                  # full run: 512 MiB bundles, 20,000 small files
+    python bench/bench.py --quick          # smaller data, fewer rounds: a smoke test
+    python bench/bench.py --txtar ~/go/bin/txtar-x
+
+Machines are noisy, so every figure that is compared is a ratio of two runs
+made one right after the other in the same round, and the report gives the
+median over rounds. Peak memory is the child's ru_maxrss from os.wait4.
+System calls are counted with `strace -f -c` when strace is on PATH.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPLITFILE = os.path.join(os.path.dirname(HERE), "splitfile.py")
+MIB = 1 << 20
+
+
+def write_large(path: str, size: int, files: int = 8) -> None:
+    """A bundle of FILES bodies of source-like lines, SIZE bytes in all."""
+    line = b"    def method_%d(self, value):  # a typical line of source code\n"
+    block = b"".join(line % i for i in range(1000))
+    with open(path, "wb") as f:
+        for i in range(files):
+            name = f"src/module_{i}.py".encode()
+            f.write(b"<<<FILE " + name + b">>>\n")
+            written = 0
+            while written < size // files:
+                f.write(block)
+                written += len(block)
+            f.write(b"<<<END " + name + b">>>\n")
+
+
+def write_small(path: str, count: int, size: int = 1024, folders: int = 20) -> None:
+    """A bundle of COUNT files of SIZE bytes spread over FOLDERS folders."""
+    body = (b"x" * 63 + b"\n") * (size // 64)
+    with open(path, "wb") as f:
+        for i in range(count):
+            name = f"pkg{i % folders}/file{i}.txt".encode()
+            f.write(b"<<<FILE " + name + b">>>\n" + body + b"<<<END " + name + b">>>\n")
+
+
+def write_long_line(path: str, size: int, inside: bool) -> None:
+    """One line of SIZE bytes without a newline: a body line, or prose outside any block."""
+    chunk = b"y" * MIB
+    with open(path, "wb") as f:
+        if inside:
+            f.write(b"<<<FILE long.txt>>>\n")
+        for _ in range(size // MIB):
+            f.write(chunk)
+        f.write(b"\n")
+        if inside:
+            f.write(b"<<<END long.txt>>>\n")
+        else:
+            f.write(b"<<<FILE after.txt>>>\nok\n<<<END after.txt>>>\n")
+
+
+def run(argv: list[str], stdin_from: list[str] | None = None, cwd: str | None = None) -> tuple[float, int]:
+    """Run ARGV (its stdin piped from STDIN_FROM's stdout, if given); return seconds and peak RSS in KiB."""
+    start = time.perf_counter()
+    feeder = None
+    stdin = subprocess.DEVNULL
+    if stdin_from:
+        feeder = subprocess.Popen(stdin_from, stdout=subprocess.PIPE)
+        stdin = feeder.stdout  # type: ignore[assignment]
+    proc = subprocess.Popen(argv, stdin=stdin, cwd=cwd)
+    if feeder:
+        assert feeder.stdout is not None
+        feeder.stdout.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if feeder:
+        feeder.wait()
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed with {proc.returncode}")
+    return elapsed, usage.ru_maxrss
+
+
+def fresh(path: str, make: bool = False) -> str:
+    """Remove PATH (untimed, before a run); make it again as an empty folder if MAKE."""
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(path):
+        os.remove(path)
+    if make:
+        os.makedirs(path)
+    return path
+
+
+def interleave(rounds: int, contenders: dict[str, callable]) -> dict[str, list[float]]:  # type: ignore[valid-type]
+    """Run each contender once per round, in turn; return their times."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, go in contenders.items():
+            times[name].append(go())
+    return times
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of A's time over B's time in the same round."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def syscalls(argv: list[str], work: str) -> int | None:
+    """Count the system calls ARGV makes, children included, or None without strace."""
+    if not shutil.which("strace"):
+        return None
+    out = os.path.join(work, "strace.txt")
+    subprocess.run(["strace", "-f", "-c", "-o", out, *argv], check=True, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[-1] == "total":
+                return int(fields[3]) if len(fields) >= 5 else int(fields[2])
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64 MiB bundles, 2,000 small files, 3 rounds")
+    parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
+    parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
+    args = parser.parse_args()
+    size = 64 * MIB if args.quick else 512 * MIB
+    count = 2000 if args.quick else 20000
+    rounds = args.rounds or (3 if args.quick else 7)
+    work = args.work or tempfile.mkdtemp(prefix="splitfile-bench-")
+    py = sys.executable
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, work in {work}")
+
+    large = os.path.join(work, "large.txt")
+    small = os.path.join(work, "small.txt")
+    tiny = os.path.join(work, "tiny.txt")
+    write_large(large, size)
+    write_small(small, count)
+    write_small(tiny, 10, size=2048, folders=2)
+    out = os.path.join(work, "out")
+    copy = os.path.join(work, "copy.txt")
+    # The same files as a tar archive, made from splitfile's own output.
+    run([py, SPLITFILE, large, "-o", fresh(out)])
+    tar_path = os.path.join(work, "large.tar")
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(os.path.join(out, "src"), arcname="src")
+
+    print(f"\n## Large bundle: {size // MIB} MiB, 8 files ({rounds} rounds, interleaved)")
+    contenders = {
+        "splitfile": lambda: run([py, SPLITFILE, large, "-o", fresh(out)])[0],
+        "cp": lambda: run(["cp", large, fresh(copy)])[0],
+        "tar -x": lambda: run(["tar", "-xf", tar_path, "-C", fresh(out, make=True)])[0],
+    }
+    if args.txtar:
+        contenders["txtar-x"] = lambda: run([args.txtar, large], cwd=fresh(out, make=True))[0]
+    times = interleave(rounds, contenders)
+    for name, values in times.items():
+        print(f"  {name:10s} median {statistics.median(values):.3f} s")
+    print(f"  splitfile / cp     = {ratio(times, 'splitfile', 'cp'):.2f}x   (target <= 2.5)")
+    print(f"  splitfile / tar -x = {ratio(times, 'splitfile', 'tar -x'):.2f}x")
+    if args.txtar:
+        print(f"  splitfile / txtar-x = {ratio(times, 'splitfile', 'txtar-x'):.2f}x   (target <= 1.0)")
+    else:
+        print("  txtar-x: not on PATH (give --txtar); no ratio")
+
+    print(f"\n## Large bundle from a pipe ({rounds} rounds)")
+    times = interleave(rounds, {
+        "splitfile": lambda: run([py, SPLITFILE, "-o", fresh(out)], stdin_from=["cat", large])[0],
+        "cat | cat": lambda: run(["sh", "-c", f"cat > {fresh(copy)}"], stdin_from=["cat", large])[0],
+    })
+    for name, values in times.items():
+        print(f"  {name:10s} median {statistics.median(values):.3f} s")
+    print(f"  splitfile / cat|cat = {ratio(times, 'splitfile', 'cat | cat'):.2f}x   (target <= 2.5)")
+
+    print("\n## Peak memory (RSS, from os.wait4)   (target <= 32 MiB each)")
+    long_body = os.path.join(work, "long-body.txt")
+    long_prose = os.path.join(work, "long-prose.txt")
+    write_long_line(long_body, size // 2, inside=True)
+    write_long_line(long_prose, size // 2, inside=False)
+    cases = [
+        (f"{size // MIB} MiB bundle from a file", [py, SPLITFILE, large, "-o", out], None),
+        (f"{size // MIB} MiB bundle from a pipe", [py, SPLITFILE, "-o", out], ["cat", large]),
+        (f"{size // 2 // MIB} MiB body line, no newline", [py, SPLITFILE, long_body, "-o", out], None),
+        (f"{size // 2 // MIB} MiB prose line outside", [py, SPLITFILE, long_prose, "-o", out], None),
+        ("bare interpreter (python -c pass)", [py, "-c", "pass"], None),
+    ]
+    for title, argv, feed in cases:
+        fresh(out)
+        _, rss = run(argv, stdin_from=feed)
+        print(f"  {title:36s} {rss / 1024:6.1f} MiB")
+    os.remove(long_body)
+    os.remove(long_prose)
+
+    print(f"\n## Many small files: {count} files of 1 KiB")
+    small_tar = _tar_of(py, small, out, work)
+    times = interleave(rounds, {
+        "splitfile": lambda: run([py, SPLITFILE, small, "-o", fresh(out)])[0],
+        "tar -x": lambda: run(["tar", "-xf", small_tar, "-C", fresh(out, make=True)])[0],
+    })
+    for name, values in times.items():
+        print(f"  {name:10s} median {statistics.median(values):.3f} s")
+    print(f"  splitfile / tar -x = {ratio(times, 'splitfile', 'tar -x'):.2f}x")
+    calls = syscalls([py, SPLITFILE, small, "-o", fresh(out)], work)
+    base = syscalls([py, "-c", "pass"], work)
+    tar_calls = syscalls(["tar", "-xf", small_tar, "-C", fresh(out, make=True)], work)
+    if calls is not None and base is not None and tar_calls is not None:
+        print(f"  system calls per file: splitfile {calls / count:.2f} ({(calls - base) / count:.2f} without the"
+              f" interpreter's own start-up), tar -x {tar_calls / count:.2f}   (target <= 5)")
+    else:
+        print("  strace not found: no system-call count")
+
+    print(f"\n## Start-up: a 10-file, 20 KiB bundle ({rounds * 3} rounds)")
+    times = interleave(rounds * 3, {
+        "splitfile": lambda: run([py, SPLITFILE, tiny, "-o", fresh(out)])[0],
+        "python -c pass": lambda: run([py, "-c", "pass"])[0],
+    })
+    for name, values in times.items():
+        print(f"  {name:14s} median {statistics.median(values) * 1000:.1f} ms")
+    print(f"  splitfile / bare start = {ratio(times, 'splitfile', 'python -c pass'):.2f}x   (target <= 1.3)")
+
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
+    """Return a tar archive of the files BUNDLE holds."""
+    run([py, SPLITFILE, bundle, "-o", fresh(out)])
+    path = os.path.join(work, os.path.basename(bundle) + ".tar")
+    with tarfile.open(path, "w") as tar:
+        for name in sorted(os.listdir(out)):
+            tar.add(os.path.join(out, name), arcname=name)
+    return path
+
+
+if __name__ == "__main__":
+    main()
