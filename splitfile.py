@@ -812,7 +812,9 @@ class _Tree:
     def remove_created(self, problems: list[str]) -> None:
         """Remove, deepest first, every folder this run made."""
         for parts in reversed(self.created):
-            self._folders.pop(parts, None)
+            handle = self._folders.pop(parts, None)
+            if isinstance(handle, int):
+                _close_quietly(handle)
             try:
                 parent = self.folder(parts[:-1], False)
                 if parent is None:
