@@ -97,6 +97,9 @@ NO_LINK_ERRNOS: Final = frozenset(
     getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV") if hasattr(errno, name)
 )
 
+# Loading ctypes for renameat2 costs more than it saves on a handful of files.
+MANY_FILES: Final = 256
+
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
@@ -261,15 +264,16 @@ class NameIndex:
     """The names seen so far, to refuse two that would land on the same file."""
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, ...], tuple[str, int]] = {}
-        self._folders: dict[tuple[str, ...], tuple[str, int]] = {}
+        self._files: dict[tuple[str, ...], tuple[str, Origin]] = {}
+        self._folders: dict[tuple[str, ...], tuple[str, Origin]] = {}
 
-    def add(self, name: str, line: int = 0) -> str | None:
-        """Record NAME, from LINE (0: none); return why it collides with an earlier name, if it does."""
+    def add(self, name: str, origin: Origin = 0) -> str | None:
+        """Record NAME, from ORIGIN (a line, 0 for none); return why it collides with an earlier name, if it does."""
         key = name_key(name)
         clash = self._files.get(key)
         if clash and clash[0] == name:
-            return f"{quote(name)} appears twice" + (f"; the first block is at line {clash[1]}" if clash[1] else "")
+            first = _line_of(clash[1])
+            return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
         if clash:
             return (
                 f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
@@ -280,15 +284,21 @@ class NameIndex:
         for depth in range(1, len(key)):
             if key[:depth] in self._files:
                 return f"{quote(name)} needs {_earlier(self._files[key[:depth]])} as a folder, but it is a file"
-        self._files[key] = (name, line)
+        self._files[key] = (name, origin)
         for depth in range(1, len(key)):
-            self._folders.setdefault(key[:depth], (name, line))
+            self._folders.setdefault(key[:depth], (name, origin))
         return None
 
 
-def _earlier(seen: tuple[str, int]) -> str:
+def _line_of(origin: Origin) -> int:
+    """Return the line number of ORIGIN: a number, or an event whose line may be found only now."""
+    return origin if isinstance(origin, int) else origin.line
+
+
+def _earlier(seen: tuple[str, Origin]) -> str:
     """Return an earlier name quoted, with its line if it has one."""
-    name, line = seen
+    name, origin = seen
+    line = _line_of(origin)
     return f"{quote(name)} (line {line})" if line else quote(name)
 
 
@@ -297,46 +307,64 @@ def _earlier(seen: tuple[str, int]) -> str:
 # ---------------------------------------------------------------------------
 
 
-class Open:
-    """A block starts: NAME (decoded with surrogateescape) at LINE."""
+class _Located:
+    """An event that happened on a line; the line number may be found only when asked for."""
 
-    __slots__ = ("name", "line")
+    __slots__ = ("offset", "_line", "_parser")
 
-    def __init__(self, name: str, line: int) -> None:
+    def __init__(self, offset: int, line: int, parser: Parser) -> None:
+        self.offset = offset  # where the line starts in the bundle
+        self._line = line  # 0 until known
+        self._parser = parser
+
+    @property
+    def line(self) -> int:
+        """The number of the line, from 1."""
+        if not self._line:
+            self._line = self._parser.line_at(self.offset)
+        return self._line
+
+
+class Open(_Located):
+    """A block starts: NAME (decoded with surrogateescape)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, offset: int, line: int, parser: Parser) -> None:
+        super().__init__(offset, line, parser)
         self.name = name
-        self.line = line
 
 
 class Body:
-    """The next piece of the open block's body, exactly as in the bundle."""
+    """The next piece of the open block's body, exactly as in the bundle (a view, valid until the next feed)."""
 
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: memoryview) -> None:
         self.data = data
 
 
-class Close:
-    """The open block ends at LINE."""
+class Close(_Located):
+    """The open block ends."""
 
-    __slots__ = ("line",)
-
-    def __init__(self, line: int) -> None:
-        self.line = line
+    __slots__ = ()
 
 
-class NearMiss:
-    """LINE, outside any block, looks like a marker but is not one."""
+class NearMiss(_Located):
+    """A line outside any block looks like a marker but is not one."""
 
-    __slots__ = ("line", "text")
+    __slots__ = ("text",)
 
-    def __init__(self, line: int, text: bytes) -> None:
-        self.line = line
+    def __init__(self, text: bytes, offset: int, line: int, parser: Parser) -> None:
+        super().__init__(offset, line, parser)
         self.text = text
 
 
 if TYPE_CHECKING:
     Event = Union[Open, Body, Close, NearMiss]
+    Buffer = Union[bytes, bytearray]
+    Reread = Callable[[int, int], Iterable[bytes]]
+    Origin = Union[int, "_Located"]  # a line number, or an event that finds its own
 
 
 def _marker_text(line: bytes) -> bytes:
@@ -372,12 +400,13 @@ def _is_near_miss(text: bytes) -> bool:
 class _Block:
     """The block being read: its name, where it opened, its close marker."""
 
-    __slots__ = ("raw_name", "line", "close", "hint")
+    __slots__ = ("raw_name", "open", "close", "body_offset", "hint")
 
-    def __init__(self, raw_name: bytes, line: int) -> None:
+    def __init__(self, raw_name: bytes, open_event: Open, body_offset: int) -> None:
         self.raw_name = raw_name
-        self.line = line
+        self.open = open_event
         self.close = CLOSE_PREFIX + raw_name + MARKER_SUFFIX
+        self.body_offset = body_offset
         self.hint = ""  # why a line inside probably was meant to close it
 
 
@@ -385,28 +414,59 @@ class Parser:
     """Turn bundle bytes, fed in chunks of any size, into events.
 
     `feed(data)` and then `finish()` return lists of Open, Body, Close and
-    NearMiss events; a structure error raises BundleError. Memory stays
-    bounded whatever the length of a body or of a line: bodies leave as Body
-    pieces as soon as they cannot be the start of the close marker.
+    NearMiss events; a structure error raises BundleError. Body data are views
+    into the chunks fed, never copies. Memory stays bounded whatever the length
+    of a body or of a line: a body leaves as soon as it cannot be the start of
+    the close marker, and only an unfinished last line is carried over.
+
+    Line numbers cost a pass over every byte, so they are found lazily. With
+    REREAD, a function that yields the bundle's bytes from one offset to
+    another (a bundle in a file can be read again), nothing is counted until
+    a line number is asked for: a run that succeeds never counts. Without it,
+    newlines are counted, and bodies searched for the never-closed hint, as
+    the bytes pass.
     """
 
-    def __init__(self) -> None:
-        self._buf = b""
-        self._line = 1  # number of the line that _buf starts in
-        self._at_line_start = True  # does _buf start at the start of a line?
+    def __init__(self, reread: Reread | None = None) -> None:
+        self._reread = reread
+        self._buf: Buffer = b""  # the chunk being read
+        self._view = memoryview(self._buf)
+        self._pos = 0  # how much of _buf is consumed
+        self._base = 0  # the bundle offset of _buf[0]
+        self._line = 1  # the line at _pos, while counting as the bytes pass
+        self._counted = (0, 0)  # with REREAD: (offset, newlines before it) found so far
+        self._at_line_start = True  # does _pos start a line?
         self._checked_bom = False
         self._block: _Block | None = None
         self._long: list[bytes] | None = None  # head and tail of an outside line too long to hold
         self._blocks_seen = 0
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: Buffer) -> list[Event]:
         """Consume DATA; return the events it completes."""
-        self._buf += data
         events: list[Event] = []
+        rest = self._buf[self._pos:]
+        rest_offset = self._base + self._pos
+        data_offset = self._base + len(self._buf)  # where DATA starts in the bundle
         if not self._checked_bom:
-            if len(self._buf) < 4:
+            self._take(rest + data, 0, rest_offset)
+            if len(self._buf) >= 4:
+                self._check_bom()
+                self._run(False, events)
+            return events
+        start = 0
+        if rest:
+            # Finish the unfinished line with the head of DATA: a small copy,
+            # where joining whole chunks would copy every byte once more.
+            end = data.find(b"\n") + 1
+            if not end or end > MAX_HELD_LINE:
+                self._take(rest + data, 0, rest_offset)
+                self._run(False, events)
                 return events
-            self._check_bom()
+            self._take(rest + data[:end], 0, rest_offset)
+            self._run(False, events)
+            assert self._pos == len(self._buf), "a whole line was added, so all of it is read"
+            start = end
+        self._take(data, start, data_offset)
         self._run(False, events)
         return events
 
@@ -419,17 +479,48 @@ class Parser:
         block = self._block
         if block is not None:
             close = quote(block.close.decode("utf-8", "replace"))
-            message = f"block {quote(block.raw_name.decode('utf-8', 'surrogateescape'))} is never closed: no {close} line follows"
-            message += block.hint
-            raise BundleError(message, block.line)
+            name = quote(block.raw_name.decode("utf-8", "surrogateescape"))
+            if not block.hint and self._reread is not None:
+                end = self._base + len(self._buf)
+                self._look_for_hint_in(block, self._reread(block.body_offset, end), block.body_offset)
+            raise BundleError(f"block {name} is never closed: no {close} line follows{block.hint}", block.open.line)
         if not self._blocks_seen:
             raise BundleError("no '<<<FILE name>>>' block found; nothing to write")
         return events
 
+    def line_at(self, offset: int) -> int:
+        """Return the number of the line that bundle byte OFFSET is on (REREAD only)."""
+        assert self._reread is not None, "without reread, lines are counted as they pass"
+        start, newlines = self._counted
+        if offset < start:  # an earlier line than any asked for so far: count from the top
+            start, newlines = 0, 0
+        for chunk in self._reread(start, offset):
+            newlines += chunk.count(b"\n")
+        self._counted = (offset, newlines)
+        return newlines + 1
+
+    def _take(self, data: Buffer, start: int, base: int) -> None:
+        """Make DATA[START:] the bytes to read next; DATA[0] is at bundle offset BASE."""
+        self._buf = data
+        self._view = memoryview(data)
+        self._pos = start
+        self._base = base
+
+    def _offset(self) -> int:
+        return self._base + self._pos
+
+    def _here(self) -> int:
+        """The line number for an event at _pos: known if counting as the bytes pass, else 0."""
+        return 0 if self._reread else self._line
+
+    def _error(self, message: str) -> BundleError:
+        line = self._line if self._reread is None else self.line_at(self._offset())
+        return BundleError(message, line)
+
     def _check_bom(self) -> None:
         self._checked_bom = True
         if self._buf.startswith(UTF8_BOM):
-            self._buf = self._buf[len(UTF8_BOM):]
+            self._pos = len(UTF8_BOM)
             return
         for mark, encoding in BOMS:
             if self._buf.startswith(mark):
@@ -447,106 +538,105 @@ class Parser:
     # -- outside any block ---------------------------------------------------
 
     def _outside(self, final: bool, events: list[Event]) -> bool:
-        """Read lines until a block opens (return True) or the buffer runs dry."""
+        """Read lines until a block opens (return True) or the chunk runs dry."""
         buf = self._buf
-        pos = 0
+        size = len(buf)
         if self._long is not None:
-            pos = self._continue_long_line(final, events)
+            self._continue_long_line(final, events)
             if self._long is not None:  # still no end of line
-                self._buf = b""
                 return False
         while self._block is None:
+            pos = self._pos
             end = buf.find(b"\n", pos) + 1
-            if not end:
-                if final and pos < len(buf):
-                    self._outside_line(buf[pos:], events)
-                    pos = len(buf)
-                elif len(buf) - pos > MAX_HELD_LINE:
-                    self._long = [buf[pos:pos + MAX_HELD_LINE], buf[-4:]]
-                    pos = len(buf)
-                break
-            self._outside_line(buf[pos:end], events)
-            pos = end
+            if not end and not final:
+                if size - pos > MAX_HELD_LINE:
+                    self._long = [bytes(buf[pos:pos + MAX_HELD_LINE]), bytes(buf[-4:])]
+                    self._pos = size
+                return False
+            end = end or size
+            if pos == end:
+                return False
+            if end - pos > MAX_HELD_LINE:  # too long to hold: keep its head and tail
+                self._outside_line(bytes(buf[pos:pos + MAX_HELD_LINE]) + bytes(buf[end - 5:end]), events, False)
+            else:
+                self._outside_line(bytes(buf[pos:end]), events)
+            self._pos = end
             self._line += 1
-        self._buf = buf[pos:]
-        return self._block is not None
+        return True
 
-    def _continue_long_line(self, final: bool, events: list[Event]) -> int:
-        """Feed the buffer to the long line being skipped; return where the next line starts."""
+    def _continue_long_line(self, final: bool, events: list[Event]) -> None:
+        """Feed the chunk to the long line being skipped, up to its end."""
         assert self._long is not None
         buf = self._buf
-        end = buf.find(b"\n") + 1
+        end = buf.find(b"\n", self._pos) + 1
         if not end and not final:
-            self._long[1] = (self._long[1] + buf)[-4:]
-            return len(buf)
+            self._long[1] = (self._long[1] + bytes(buf[-4:]))[-4:]
+            self._pos = len(buf)
+            return
         end = end or len(buf)
         head, tail = self._long
         self._long = None
-        self._outside_line(head + (tail + buf[:end])[-5:], events, held=False)
+        self._outside_line(head + (tail + bytes(buf[max(self._pos, end - 5):end]))[-5:], events, held=False)
+        self._pos = end
         self._line += 1
-        return end
 
     def _outside_line(self, line: bytes, events: list[Event], held: bool = True) -> None:
         """Handle one line outside any block (HELD: the whole line is in LINE)."""
         text = _marker_text(line)
         if _is_open_marker(text):
             if not held:
-                raise BundleError(
+                raise self._error(
                     f"this <<<FILE line is longer than {MAX_HELD_LINE} bytes; a name may hold at most"
-                    f" {MAX_NAME_BYTES}",
-                    self._line,
+                    f" {MAX_NAME_BYTES}"
                 )
             raw = text[len(OPEN_PREFIX):-len(MARKER_SUFFIX)]
-            self._block = _Block(raw, self._line)
+            event = Open(raw.decode("utf-8", "surrogateescape"), self._offset(), self._here(), self)
+            self._block = _Block(raw, event, self._offset() + len(line))
             self._blocks_seen += 1
             self._at_line_start = True
-            events.append(Open(raw.decode("utf-8", "surrogateescape"), self._line))
+            events.append(event)
         elif _is_close_shaped(text):
             shown = quote(text[:200].decode("utf-8", "replace"))
-            raise BundleError(
-                f"{shown} closes no open block; is the <<<FILE line above it mistyped?", self._line
-            )
+            raise self._error(f"{shown} closes no open block; is the <<<FILE line above it mistyped?")
         elif _is_near_miss(text):
-            events.append(NearMiss(self._line, text[:200]))
+            events.append(NearMiss(text[:200], self._offset(), self._here(), self))
 
     # -- inside a block --------------------------------------------------------
 
     def _inside(self, final: bool, events: list[Event]) -> bool:
-        """Pass body bytes on until the close marker (return True) or the buffer runs dry."""
+        """Pass body bytes on until the close marker (return True) or the chunk runs dry."""
         block = self._block
         assert block is not None
         buf = self._buf
+        size = len(buf)
         # Only whole lines can be judged; at the end of input every byte is one.
-        end = len(buf) if final else buf.rfind(b"\n") + 1
-        found = self._find_close(block.close, buf, end, final)
+        end = size if final else buf.rfind(b"\n", self._pos) + 1
+        found = self._find_close(block.close, buf, end, final) if end > self._pos else None
         if found is not None:
             start, after = found
-            self._emit(block, buf[:start], events)
-            events.append(Close(self._line))
+            self._emit(block, start, events)
+            events.append(Close(self._offset(), self._here(), self))
             self._block = None
+            self._pos = after
             self._line += 1
             self._at_line_start = True
-            self._buf = buf[after:]
             return True
-        self._emit(block, buf[:end], events)
-        rest = buf[end:]
-        if len(rest) > max(MAX_HELD_LINE, len(block.close) + 2):
+        if end > self._pos:
+            self._emit(block, end, events)
+        if size - self._pos > max(MAX_HELD_LINE, len(block.close) + 2):
             # A partial line this long cannot be the close marker: pass it on.
-            self._emit(block, rest, events)
-            self._at_line_start = False
-            rest = b""
-        self._buf = rest
+            self._emit(block, size, events)
         return False
 
-    def _find_close(self, close: bytes, buf: bytes, end: int, final: bool) -> tuple[int, int] | None:
-        """Return where the first close-marker line in BUF[:END] starts and ends."""
-        search = 0
+    def _find_close(self, close: bytes, buf: Buffer, end: int, final: bool) -> tuple[int, int] | None:
+        """Return where the first close-marker line in BUF[_pos:END] starts and ends."""
+        search = self._pos
         while True:
             start = buf.find(close, search, end)
             if start < 0:
                 return None
             search = start + 1
-            if start == 0 and not self._at_line_start or start > 0 and buf[start - 1] != 0x0A:
+            if start == self._pos and not self._at_line_start or start > self._pos and buf[start - 1] != 0x0A:
                 continue
             after = start + len(close)
             if after == end:  # only at the end of input
@@ -559,39 +649,58 @@ class Parser:
                 if buf[after + 1] == 0x0A:
                     return start, after + 2
 
-    def _emit(self, block: _Block, piece: bytes, events: list[Event]) -> None:
-        """Pass PIECE on as body, keeping the line count and the never-closed hint."""
-        if not piece:
+    def _emit(self, block: _Block, end: int, events: list[Event]) -> None:
+        """Pass _buf[_pos:END] on as body; without REREAD, count its lines and look for the hint."""
+        start = self._pos
+        if start == end:
             return
-        if not block.hint:
-            self._look_for_hint(block, piece)
+        piece = self._view[start:end]
+        if self._reread is None:
+            if not block.hint:
+                self._look_for_hint(block, self._buf, start, end, self._at_line_start, self._line)
+            self._line += self._buf.count(b"\n", start, end)
         events.append(Body(piece))
-        self._line += piece.count(b"\n")
-        self._at_line_start = piece.endswith(b"\n")
+        self._pos = end
+        self._at_line_start = self._buf[end - 1] == 0x0A
 
-    def _look_for_hint(self, block: _Block, piece: bytes) -> None:
-        """Note the first line in PIECE that probably was meant to end BLOCK."""
+    def _look_for_hint(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> int:
+        """Note the first line in BUF[START:END] that probably was meant to end BLOCK; return its offset or -1."""
         wanted = block.close.decode("utf-8", "replace").casefold()
-        found = piece.find(b"<<<")
+        found = buf.find(b"<<<", start, end)
         while found >= 0:
-            start = piece.rfind(b"\n", 0, found) + 1
-            end = piece.find(b"\n", found) + 1 or len(piece)
-            if start or self._at_line_start:
-                text = _marker_text(piece[start:end])
-                loose = text.strip().decode("utf-8", "replace").casefold()
-                line = self._line + piece.count(b"\n", 0, start)
-                if loose == wanted:
-                    block.hint = f"; line {line} was probably meant to close it (markers must match exactly)"
+            line_start = buf.rfind(b"\n", start, found) + 1 or start
+            line_end = buf.find(b"\n", found, end) + 1 or end
+            if line_start > start or at_line_start:
+                text = _marker_text(bytes(buf[line_start:line_end]))
+                number = line + buf.count(b"\n", start, line_start)
+                if text.strip().decode("utf-8", "replace").casefold() == wanted:
+                    block.hint = f"; line {number} was probably meant to close it (markers must match exactly)"
                 elif _is_open_marker(text):
-                    block.hint = f"; line {line} starts another block: is the END line above it missing?"
+                    block.hint = f"; line {number} starts another block: is the END line above it missing?"
                 if block.hint:
-                    return
-            found = piece.find(b"<<<", end)
+                    return line_start
+            found = buf.find(b"<<<", line_end, end)
+        return -1
+
+    def _look_for_hint_in(self, block: _Block, chunks: Iterable[bytes], offset: int) -> None:
+        """Look for the hint in a body read again, whole lines at a time."""
+        line = self.line_at(offset)
+        carry = b""
+        at_line_start = True  # false after a line too long to carry was dropped
+        for chunk in chunks:
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            if self._look_for_hint(block, data, 0, cut, at_line_start, line) >= 0:
+                return
+            line += data.count(b"\n", 0, cut)
+            at_line_start = len(data) - cut <= MAX_HELD_LINE or cut > 0 and at_line_start
+            carry = data[cut:] if len(data) - cut <= MAX_HELD_LINE else b""
+        self._look_for_hint(block, carry, 0, len(carry), at_line_start, line)
 
 
-def parse(chunks: Iterable[bytes]) -> Iterator[Event]:
-    """Yield the events of a bundle given as an iterable of byte chunks."""
-    parser = Parser()
+def parse(chunks: Iterable[Buffer], reread: Reread | None = None) -> Iterator[Event]:
+    """Yield the events of a bundle given as an iterable of byte chunks (see Parser)."""
+    parser = Parser(reread)
     for chunk in chunks:
         yield from parser.feed(chunk)
     yield from parser.finish()
@@ -849,6 +958,30 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _rename_noreplace() -> Callable[[int, str, str], None] | None:
+    """Return renameat2(RENAME_NOREPLACE) as a function of (folder fd, old, new), where Linux has it.
+
+    It gives a new file its name in one call, failing if the name is taken,
+    where link-then-unlink takes two.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (ImportError, OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+    def rename(folder: int, old: str, new: str) -> None:
+        if call(folder, os.fsencode(old), folder, os.fsencode(new), 1) != 0:  # 1: RENAME_NOREPLACE
+            code = ctypes.get_errno()
+            raise (FileExistsError if code == errno.EEXIST else OSError)(code, os.strerror(code), new)
+
+    return rename
+
+
 def _close_quietly(*fds: int | None) -> None:
     """Close descriptors during cleanup, when the run's outcome is already decided."""
     for fd in fds:
@@ -862,9 +995,9 @@ def _close_quietly(*fds: int | None) -> None:
 class Entry:
     """One block on its way to disk: what is at its target, where it is staged."""
 
-    def __init__(self, name: str, line: int) -> None:
+    def __init__(self, name: str, origin: Origin) -> None:
         self.name = name
-        self.line = line
+        self.origin = origin  # its FILE line, found only if a message needs it
         parts = name.split("/")
         self.folder_parts = tuple(parts[:-1])
         self.leaf = parts[-1]
@@ -878,6 +1011,11 @@ class Entry:
         self.backup: str | None = None  # the replaced file's second name, while it exists
         self.backup_moved = False  # was the old file moved to `backup` (not linked)?
         self.placed = False  # is the new file under its real name?
+
+    @property
+    def line(self) -> int:
+        """The line of the block's FILE marker."""
+        return _line_of(self.origin)
 
 
 class Writer:
@@ -913,6 +1051,7 @@ class Writer:
         self._created_roots: list[str] = []
         self._token = os.urandom(6).hex()
         self._serial = 0
+        self._rename_noreplace: Callable[[int, str, str], None] | None = None
 
     # -- staging -------------------------------------------------------------
 
@@ -961,9 +1100,12 @@ class Writer:
             self.guard.deferring = False
             self.guard.check()
 
-    def add(self, name: str, line: int) -> Entry | None:
-        """Look at NAME's target and start staging its body; None if it cannot be written."""
-        entry = Entry(name, line)
+    def add(self, name: str, origin: Origin) -> Entry | None:
+        """Look at NAME's target and start staging its body; None if it cannot be written.
+
+        ORIGIN is the block's FILE line, or the Open event (its line is found only if needed).
+        """
+        entry = Entry(name, origin)
         self.entries.append(entry)  # from now on, rollback knows of it
         try:
             if not self._start():
@@ -974,11 +1116,11 @@ class Writer:
             if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
                 self._stage(entry, folder)
         except SplitError as exc:
-            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", line))
+            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", entry.line))
             self.entries.pop()
             return None
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", line) from None
+            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", entry.line) from None
         return entry
 
     def _examine(self, entry: Entry, folder: Handle) -> None:
@@ -1018,7 +1160,7 @@ class Writer:
                 self._resume()
             return
 
-    def write(self, entry: Entry, data: bytes) -> None:
+    def write(self, entry: Entry, data: Buffer | memoryview) -> None:
         """Stage DATA, the next piece of ENTRY's body, and compare it with the target."""
         try:
             if entry.compare_fd is not None:
@@ -1030,7 +1172,7 @@ class Writer:
         except OSError as exc:
             raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
 
-    def _compare(self, entry: Entry, data: bytes) -> None:
+    def _compare(self, entry: Entry, data: Buffer | memoryview) -> None:
         fd = entry.compare_fd
         assert fd is not None
         old = b""
@@ -1099,6 +1241,9 @@ class Writer:
         if self.dry_run:
             return []
         guard = self.guard
+        new_files = sum(entry.status == "new" and entry.temp is not None for entry in self.entries)
+        if new_files >= MANY_FILES and self._tree.use_dir_fd:
+            self._rename_noreplace = _rename_noreplace()
         if guard:
             guard.deferring = True
         try:
@@ -1161,6 +1306,18 @@ class Writer:
         assert temp is not None
         tree = self._tree
         try:
+            if self._rename_noreplace and isinstance(folder, int):
+                try:
+                    self._rename_noreplace(folder, temp, entry.leaf)
+                    entry.temp = None
+                    entry.placed = True
+                    return
+                except FileExistsError:
+                    raise
+                except OSError as exc:  # this filesystem cannot: link and unlink from now on
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)):
+                        raise
+                    self._rename_noreplace = None
             if os.name != "nt":  # on Windows, rename itself refuses to replace
                 try:
                     tree.link(folder, temp, entry.leaf)  # unlike rename, never replaces
@@ -1503,14 +1660,14 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
                     consumer.write(current, event.data)
             elif type(event) is Open:
                 current = None
-                name, line = event.name, event.line
+                name = event.name
                 reasons = check_name(name, windows)
-                clash = None if reasons else index.add(name, line)
+                clash = None if reasons else index.add(name, event)
                 if reasons or clash:
                     why = "; ".join(reasons) if reasons else clash
-                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", line))
+                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", event.line))
                 elif not errors:  # once the run must fail, stage nothing more
-                    current = consumer.add(name, line)
+                    current = consumer.add(name, event)
             elif type(event) is Close:
                 if current is not None:
                     consumer.end(current)
@@ -1540,16 +1697,16 @@ class _Collector:
         self.bodies: dict[str, IO[bytes]] = {}
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
 
-    def add(self, name: str, line: int) -> Entry | None:
+    def add(self, name: str, origin: Origin) -> Entry | None:
         self.names.append(name)
-        entry = self.writer.add(name, line) if self.writer else Entry(name, line)
+        entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
         if entry is not None and (self.writer or name in self.wanted):
             import tempfile
 
             self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
         return entry
 
-    def write(self, entry: Entry, data: bytes) -> None:
+    def write(self, entry: Entry, data: Buffer | memoryview) -> None:
         if self.writer:
             self.writer.write(entry, data)
         body = self.bodies.get(entry.name)
@@ -1599,6 +1756,7 @@ def _print_lines(lines: Iterable[str]) -> None:
 
 def _read_chunks(stream: IO[bytes], reporter: _Reporter) -> Iterator[bytes]:
     """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill)."""
+    _widen_pipe(stream)
     read = getattr(stream, "read1", stream.read)
     while True:
         try:
@@ -1609,6 +1767,18 @@ def _read_chunks(stream: IO[bytes], reporter: _Reporter) -> Iterator[bytes]:
             return
         reporter.advance(len(data))
         yield data
+
+
+def _widen_pipe(stream: IO[bytes]) -> None:
+    """Let a pipe on STREAM hold a whole chunk (Linux), so that each read returns more than 64 KiB."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode):
+            return
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK_SIZE)
+    except (OSError, ValueError, AttributeError, ImportError):  # no such pipe, or a system without it
+        pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -1649,7 +1819,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes], int | None]:
-    """Return the bundle's name for messages, a binary stream, and its size if known."""
+    """Return the bundle's name for messages, a binary stream, and its size if it is a file."""
     if args.bundle in (None, "-"):
         stdin = sys.stdin
         if stdin is None:
@@ -1675,10 +1845,31 @@ def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes], int | None]:
     return args.bundle, stream, st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
+def _rereader(path: str) -> Reread:
+    """Return a function that reads the bundle file at PATH again, from one offset to another."""
+
+    def reread(start: int, end: int) -> Iterator[bytes]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                while start < end:
+                    data = f.read(min(CHUNK_SIZE, end - start))
+                    if not data:
+                        return
+                    start += len(data)
+                    yield data
+        except OSError:  # only line numbers for messages depend on it
+            return
+
+    return reread
+
+
 def _split(args: argparse.Namespace, reporter: _Reporter, stream: IO[bytes], guard: SignalGuard) -> int:
     """Run the chosen mode over the bundle; return the exit status."""
     windows = args.portable or os.name == "nt"
-    events = parse(_read_chunks(stream, reporter))
+    # A bundle file can be read again, so lines need counting only for messages.
+    reread = _rereader(args.bundle) if reporter.total is not None else None
+    events = parse(_read_chunks(stream, reporter), reread)
     if args.list or args.print_names or args.diff:
         return _inspect(args, reporter, events, windows)
     writer = Writer(args.output, force=args.force, dry_run=args.dry_run, sync=args.sync, guard=guard)

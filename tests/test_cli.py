@@ -53,6 +53,9 @@ class TreeTableTest(TempDirTest):
 ERRORS = [
     ("unclosed block", b"<<<FILE a>>>\nx\n",
      ["splitfile: error: bundle.txt:1: block 'a' is never closed: no '<<<END a>>>' line follows"]),
+    ("unclosed block with a likely cause", b"<<<FILE a>>>\nx\n<<<FILE b>>>\ny\n",
+     ["splitfile: error: bundle.txt:1: block 'a' is never closed: no '<<<END a>>>' line follows; "
+      "line 3 starts another block: is the END line above it missing?"]),
     ("stray close", b"hi\n<<<END a>>>\n",
      ["splitfile: error: bundle.txt:2: '<<<END a>>>' closes no open block; is the <<<FILE line above it mistyped?"]),
     ("no block", b"I can't do that.\n",

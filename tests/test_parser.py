@@ -10,9 +10,12 @@ from tests.helpers import splitfile
 BundleError = splitfile.BundleError
 
 
-def events(data: bytes, sizes: list[int] | None = None) -> list[tuple]:
-    """Parse DATA fed in chunks of SIZES (cycled; default: whole); merge body pieces."""
-    parser = splitfile.Parser()
+def events(data: bytes, sizes: list[int] | None = None, reread: bool = False) -> list[tuple]:
+    """Parse DATA fed in chunks of SIZES (cycled; default: whole); merge body pieces.
+
+    With REREAD the parser may read DATA again, so it counts lines only when asked.
+    """
+    parser = splitfile.Parser((lambda start, end: [data[start:end]]) if reread else None)
     raw = []
     if sizes is None:
         raw += parser.feed(data)
@@ -26,11 +29,11 @@ def events(data: bytes, sizes: list[int] | None = None) -> list[tuple]:
     raw += parser.finish()
     out: list[tuple] = []
     for ev in raw:
-        if isinstance(ev, splitfile.Body):
+        if isinstance(ev, splitfile.Body):  # data is a view into the chunk: copy it
             if out and out[-1][0] == "body":
-                out[-1] = ("body", out[-1][1] + ev.data)
+                out[-1] = ("body", out[-1][1] + bytes(ev.data))
             else:
-                out.append(("body", ev.data))
+                out.append(("body", bytes(ev.data)))
         elif isinstance(ev, splitfile.Open):
             out.append(("open", ev.name, ev.line))
         elif isinstance(ev, splitfile.Close):
@@ -40,9 +43,9 @@ def events(data: bytes, sizes: list[int] | None = None) -> list[tuple]:
     return out
 
 
-def error_of(data: bytes, sizes: list[int] | None = None) -> tuple[int | None, str]:
+def error_of(data: bytes, sizes: list[int] | None = None, reread: bool = False) -> tuple[int | None, str]:
     try:
-        events(data, sizes)
+        events(data, sizes, reread)
     except BundleError as exc:
         return exc.line, exc.message
     raise AssertionError("no BundleError")
@@ -106,8 +109,9 @@ class ParserTableTest(unittest.TestCase):
     def test_valid_bundles_give_the_same_events_whatever_the_chunking(self) -> None:
         for title, data, expected in VALID:
             for sizes in SPLITS:
-                with self.subTest(title, sizes=sizes):
-                    self.assertEqual(events(data, sizes), expected)
+                for reread in (False, True):
+                    with self.subTest(title, sizes=sizes, reread=reread):
+                        self.assertEqual(events(data, sizes, reread), expected)
 
 
 NEAR_MISSES = [
@@ -159,9 +163,9 @@ class StructureErrorTest(unittest.TestCase):
             ("UTF-16, too short for UTF-32", b"\xff\xfe", 1, ["UTF-16"]),
         ]
         for title, data, line, words in table:
-            for sizes in (None, [1], [3]):
-                with self.subTest(title, sizes=sizes):
-                    got_line, message = error_of(data, sizes)
+            for sizes, reread in ((None, False), ([1], False), ([3], False), (None, True), ([3], True)):
+                with self.subTest(title, sizes=sizes, reread=reread):
+                    got_line, message = error_of(data, sizes, reread)
                     self.assertEqual(got_line, line)
                     for word in words:
                         self.assertIn(word, message)
@@ -205,9 +209,10 @@ class ChunkBoundaryTest(unittest.TestCase):
     def test_near_miss_end_just_before_the_real_one(self) -> None:
         data = b"<<<FILE a>>>\nx\n<<<END a>>> \n<<<END a>>\n<<<END a>>>\n"
         for sizes in SPLITS:
-            with self.subTest(sizes=sizes):
-                self.assertEqual(events(data, sizes),
-                                 [("open", "a", 1), ("body", b"x\n<<<END a>>> \n<<<END a>>\n"), ("close", 5)])
+            for reread in (False, True):
+                with self.subTest(sizes=sizes, reread=reread):
+                    self.assertEqual(events(data, sizes, reread),
+                                     [("open", "a", 1), ("body", b"x\n<<<END a>>> \n<<<END a>>\n"), ("close", 5)])
 
     def test_random_chunkings_agree(self) -> None:
         rng = random.Random(1234)
@@ -219,6 +224,22 @@ class ChunkBoundaryTest(unittest.TestCase):
         for _ in range(50):
             sizes = [rng.randint(1, 40) for _ in range(10)]
             self.assertEqual(events(data, sizes), expected)
+            self.assertEqual(events(data, sizes, reread=True), expected)
+
+    def test_lines_are_not_counted_when_the_bundle_can_be_read_again(self) -> None:
+        reads = []
+
+        def reread(start: int, end: int) -> list[bytes]:
+            reads.append((start, end))
+            return [data[start:end]]
+
+        data = b"x\n" * 1000 + b"<<<FILE a>>>\n" + b"y\n" * 1000 + b"<<<END a>>>\n<<<FILE b>>>\n<<<END b>>>\n"
+        parser = splitfile.Parser(reread)
+        got = parser.feed(data) + parser.finish()
+        self.assertEqual(reads, [])  # a run that succeeds never counts
+        opens = [e for e in got if isinstance(e, splitfile.Open)]
+        self.assertEqual([e.line for e in opens], [1001, 2003])
+        self.assertTrue(reads)
 
 
 class BoundedMemoryTest(unittest.TestCase):

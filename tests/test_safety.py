@@ -287,3 +287,61 @@ class AppearedMeanwhileTest(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "renameat2 is Linux's")
+class ManyFilesRenameTest(TempDirTest):
+    """With many new files, renameat2(RENAME_NOREPLACE) replaces link + unlink."""
+
+    DATA = bundle(*[(f"d{i % 7}/f{i}.txt", b"%d\n" % i) for i in range(splitfile.MANY_FILES + 10)])
+
+    def counting(self, calls: list):
+        real = splitfile._rename_noreplace
+
+        def load():
+            rename = real()
+            self.assertIsNotNone(rename)
+
+            def counted(folder, old, new):
+                calls.append(new)
+                return rename(folder, old, new)
+            return counted
+        return mock.patch.object(splitfile, "_rename_noreplace", load)
+
+    def test_many_new_files_are_renamed_into_place_without_links(self) -> None:
+        calls: list = []
+        with self.counting(calls), mock.patch.object(os, "link", side_effect=AssertionError("link used")):
+            result = run([self.write_bundle(self.DATA), "-o", self.dest])
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(len(calls), splitfile.MANY_FILES + 10)
+        self.assertEqual(len(files_of(self.dest)), splitfile.MANY_FILES + 10)
+        self.assertEqual(files_of(self.dest)["d3/f10.txt"], b"10\n")
+        self.assertEqual(leftovers(self.dest), [])
+
+    def test_a_name_taken_meanwhile_is_refused_and_all_rolled_back(self) -> None:
+        calls: list = []
+        real_write = os.write
+        planted: list = []
+
+        def write_and_plant(fd, data):
+            planted.append(True)
+            if len(planted) == splitfile.MANY_FILES + 10:  # the last body: all are staged
+                make_tree(self.dest, {"d5/f12.txt": b"theirs\n"})
+            return real_write(fd, data)
+
+        with self.counting(calls), mock.patch.object(os, "write", write_and_plant):
+            result = run([self.write_bundle(self.DATA), "-o", self.dest])
+        self.assertEqual(result.code, 1)
+        self.assertIn("'d5/f12.txt': something appeared there during the run", result.err)
+        self.assertEqual(files_of(self.dest), {"d5/f12.txt": b"theirs\n"})
+        self.assertEqual(leftovers(self.dest), [])
+
+    def test_a_filesystem_without_it_falls_back_to_links(self) -> None:
+        def refuse(folder, old, new):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        with mock.patch.object(splitfile, "_rename_noreplace", lambda: refuse):
+            result = run([self.write_bundle(self.DATA), "-o", self.dest])
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(len(files_of(self.dest)), splitfile.MANY_FILES + 10)
+        self.assertEqual(leftovers(self.dest), [])
