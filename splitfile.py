@@ -36,8 +36,13 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Final, Iterable, Iterator, Sequence, Union
+    from typing import IO, Callable, Final, Iterable, Iterator, Protocol, Sequence, Union
 
+    class _HasLine(Protocol):
+        @property
+        def line(self) -> int: ...
+
+    Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.0.0"
@@ -55,7 +60,7 @@ MAX_PART_BYTES: Final = 255
 # An outside line longer than this is never held whole (a marker line holding
 # the longest valid name is far shorter); only its head and tail are kept.
 MAX_HELD_LINE: Final = 64 * 1024
-CHUNK_SIZE: Final = 1 << 20  # bytes read from the bundle at a time
+CHUNK_SIZE: Final = 1 << 18  # bytes read at a time: small enough to stay in the CPU cache
 
 TEMP_PREFIX: Final = ".splitfile-"
 VCS_FOLDERS: Final = frozenset({".git", ".hg", ".svn"})
@@ -364,7 +369,6 @@ if TYPE_CHECKING:
     Event = Union[Open, Body, Close, NearMiss]
     Buffer = Union[bytes, bytearray]
     Reread = Callable[[int, int], Iterable[bytes]]
-    Origin = Union[int, "_Located"]  # a line number, or an event that finds its own
 
 
 def _marker_text(line: bytes) -> bytes:

@@ -68,7 +68,8 @@ def write_long_line(path: str, size: int, inside: bool) -> None:
             f.write(b"<<<FILE after.txt>>>\nok\n<<<END after.txt>>>\n")
 
 
-def run(argv: list[str], stdin_from: list[str] | None = None, cwd: str | None = None) -> tuple[float, int]:
+def run(argv: list[str], stdin_from: list[str] | None = None, cwd: str | None = None,
+        env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run ARGV (its stdin piped from STDIN_FROM's stdout, if given); return seconds and peak RSS in KiB."""
     start = time.perf_counter()
     feeder = None
@@ -76,7 +77,7 @@ def run(argv: list[str], stdin_from: list[str] | None = None, cwd: str | None = 
     if stdin_from:
         feeder = subprocess.Popen(stdin_from, stdout=subprocess.PIPE)
         stdin = feeder.stdout  # type: ignore[assignment]
-    proc = subprocess.Popen(argv, stdin=stdin, cwd=cwd)
+    proc = subprocess.Popen(argv, stdin=stdin, cwd=cwd, env=env)
     if feeder:
         assert feeder.stdout is not None
         feeder.stdout.close()
@@ -101,11 +102,18 @@ def fresh(path: str, make: bool = False) -> str:
 
 
 def interleave(rounds: int, contenders: dict[str, callable]) -> dict[str, list[float]]:  # type: ignore[valid-type]
-    """Run each contender once per round, in turn; return their times."""
+    """Run each contender once per round, starting each round with the next one; return their times.
+
+    Before each run the page cache is flushed (untimed), so that no run pays
+    for the writeback of the one before it.
+    """
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, go in contenders.items():
-            times[name].append(go())
+    names = list(contenders)
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            os.sync()
+            times[name].append(contenders[name]())
     return times
 
 
@@ -134,11 +142,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
     parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
+    parser.add_argument("--only", default="large,pipe,memory,small,startup",
+                        help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     size = 64 * MIB if args.quick else 512 * MIB
     count = 2000 if args.quick else 20000
     rounds = args.rounds or (3 if args.quick else 7)
     work = args.work or tempfile.mkdtemp(prefix="splitfile-bench-")
+    os.makedirs(work, exist_ok=True)
     py = sys.executable
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, work in {work}")
 
@@ -156,24 +168,43 @@ def main() -> None:
     with tarfile.open(tar_path, "w") as tar:
         tar.add(os.path.join(out, "src"), arcname="src")
 
+    if "large" in only:
+        large_section(py, large, out, copy, tar_path, size, rounds, args.txtar)
+    if "pipe" in only:
+        pipe_section(py, large, out, copy, rounds)
+    if "memory" in only:
+        memory_section(py, large, out, work, size)
+    if "small" in only:
+        small_section(py, small, out, work, count, rounds)
+    if "startup" in only:
+        startup_section(py, tiny, out, rounds)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def large_section(py: str, large: str, out: str, copy: str, tar_path: str, size: int, rounds: int,
+                  txtar: str | None) -> None:
     print(f"\n## Large bundle: {size // MIB} MiB, 8 files ({rounds} rounds, interleaved)")
     contenders = {
         "splitfile": lambda: run([py, SPLITFILE, large, "-o", fresh(out)])[0],
         "cp": lambda: run(["cp", large, fresh(copy)])[0],
         "tar -x": lambda: run(["tar", "-xf", tar_path, "-C", fresh(out, make=True)])[0],
     }
-    if args.txtar:
-        contenders["txtar-x"] = lambda: run([args.txtar, large], cwd=fresh(out, make=True))[0]
+    if txtar:
+        contenders["txtar-x"] = lambda: run([txtar, large], cwd=fresh(out, make=True))[0]
     times = interleave(rounds, contenders)
     for name, values in times.items():
         print(f"  {name:10s} median {statistics.median(values):.3f} s")
     print(f"  splitfile / cp     = {ratio(times, 'splitfile', 'cp'):.2f}x   (target <= 2.5)")
     print(f"  splitfile / tar -x = {ratio(times, 'splitfile', 'tar -x'):.2f}x")
-    if args.txtar:
+    if txtar:
         print(f"  splitfile / txtar-x = {ratio(times, 'splitfile', 'txtar-x'):.2f}x   (target <= 1.0)")
     else:
         print("  txtar-x: not on PATH (give --txtar); no ratio")
 
+
+
+def pipe_section(py: str, large: str, out: str, copy: str, rounds: int) -> None:
     print(f"\n## Large bundle from a pipe ({rounds} rounds)")
     times = interleave(rounds, {
         "splitfile": lambda: run([py, SPLITFILE, "-o", fresh(out)], stdin_from=["cat", large])[0],
@@ -183,6 +214,9 @@ def main() -> None:
         print(f"  {name:10s} median {statistics.median(values):.3f} s")
     print(f"  splitfile / cat|cat = {ratio(times, 'splitfile', 'cat | cat'):.2f}x   (target <= 2.5)")
 
+
+
+def memory_section(py: str, large: str, out: str, work: str, size: int) -> None:
     print("\n## Peak memory (RSS, from os.wait4)   (target <= 32 MiB each)")
     long_body = os.path.join(work, "long-body.txt")
     long_prose = os.path.join(work, "long-prose.txt")
@@ -202,6 +236,9 @@ def main() -> None:
     os.remove(long_body)
     os.remove(long_prose)
 
+
+
+def small_section(py: str, small: str, out: str, work: str, count: int, rounds: int) -> None:
     print(f"\n## Many small files: {count} files of 1 KiB")
     small_tar = _tar_of(py, small, out, work)
     times = interleave(rounds, {
@@ -220,17 +257,24 @@ def main() -> None:
     else:
         print("  strace not found: no system-call count")
 
+
+
+def startup_section(py: str, tiny: str, out: str, rounds: int) -> None:
     print(f"\n## Start-up: a 10-file, 20 KiB bundle ({rounds * 3} rounds)")
+    # `python splitfile.py` compiles the script on every run; an imported module
+    # (python -m splitfile, the installed command) loads cached bytecode.
+    cached = dict(os.environ, PYTHONPATH=os.path.dirname(SPLITFILE))
+    cached.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([py, "-c", "import splitfile"], env=cached, check=True)
     times = interleave(rounds * 3, {
-        "splitfile": lambda: run([py, SPLITFILE, tiny, "-o", fresh(out)])[0],
+        "python splitfile.py": lambda: run([py, SPLITFILE, tiny, "-o", fresh(out)])[0],
+        "python -m splitfile": lambda: run([py, "-m", "splitfile", tiny, "-o", fresh(out)], env=cached)[0],
         "python -c pass": lambda: run([py, "-c", "pass"])[0],
     })
     for name, values in times.items():
-        print(f"  {name:14s} median {statistics.median(values) * 1000:.1f} ms")
-    print(f"  splitfile / bare start = {ratio(times, 'splitfile', 'python -c pass'):.2f}x   (target <= 1.3)")
-
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
+        print(f"  {name:20s} median {statistics.median(values) * 1000:.1f} ms")
+    for name in ("python splitfile.py", "python -m splitfile"):
+        print(f"  {name} / bare start = {ratio(times, name, 'python -c pass'):.2f}x   (target <= 1.3)")
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
