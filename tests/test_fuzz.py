@@ -202,6 +202,8 @@ class RoundTripAndMutationTest(TempDirTest):
                     self.assertEqual(files_of(dest), {k.replace("/", os.sep): v for k, v in expected.items()})
                 self.assertEqual(leftovers(self.outer), [])
             outcomes[result.code] = outcomes.get(result.code, 0) + 1
+        if os.environ.get("SPLITFILE_REPORT"):
+            print(f"\nfuzz through main(): seed {SEED}, {COUNT} cases, exit codes {outcomes}")
         self.assertGreater(outcomes[0], COUNT // 4)  # the generator makes real work too
         self.assertGreater(outcomes[1], COUNT // 10)
 

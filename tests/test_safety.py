@@ -32,6 +32,8 @@ class HostileNamesEndToEndTest(TempDirTest):
         cases = [(n, False) for n, _ in UNIVERSAL if n and "\n" not in n and "\r" not in n]
         cases += [(n, True) for n, _ in WINDOWS_ONLY]
         self.assertGreaterEqual(len(cases), 30)
+        if os.environ.get("SPLITFILE_REPORT"):
+            print(f"\nhostile names end to end: {len(cases)}")
         make_tree(self.outer, {"dest/keep.txt": b"keep\n", "etc/passwd": b"root\n", "x": b"x\n"})
         before = snapshot(self.outer)
         for name, portable in cases:
@@ -203,6 +205,8 @@ class FaultInjectionTest(TempDirTest):
                         self.assertEqual(snapshot(outer), before)
                         self.assertEqual(leftovers(outer), [])
         self.assertGreater(tried, 100)
+        if os.environ.get("SPLITFILE_REPORT"):
+            print(f"\n{type(self).__name__}: {tried} injected faults over {len(calls)} operations: {calls}")
 
 
 class FaultInjectionNoDirFdTest(ForceNoDirFd, FaultInjectionTest):
