@@ -697,8 +697,9 @@ class Parser:
             if self._look_for_hint(block, data, 0, cut, at_line_start, line) >= 0:
                 return
             line += data.count(b"\n", 0, cut)
-            at_line_start = len(data) - cut <= MAX_HELD_LINE or cut > 0 and at_line_start
-            carry = data[cut:] if len(data) - cut <= MAX_HELD_LINE else b""
+            kept = len(data) - cut <= MAX_HELD_LINE
+            at_line_start = kept and (cut > 0 or at_line_start)
+            carry = data[cut:] if kept else b""
         self._look_for_hint(block, carry, 0, len(carry), at_line_start, line)
 
 

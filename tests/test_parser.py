@@ -15,7 +15,10 @@ def events(data: bytes, sizes: list[int] | None = None, reread: bool = False) ->
 
     With REREAD the parser may read DATA again, so it counts lines only when asked.
     """
-    parser = splitfile.Parser((lambda start, end: [data[start:end]]) if reread else None)
+    def read_again(start: int, end: int) -> list[bytes]:  # in small pieces, to cross line ends
+        return [data[i:min(i + 5, end)] for i in range(start, end, 5)]
+
+    parser = splitfile.Parser(read_again if reread else None)
     raw = []
     if sizes is None:
         raw += parser.feed(data)
@@ -169,6 +172,18 @@ class StructureErrorTest(unittest.TestCase):
                     self.assertEqual(got_line, line)
                     for word in words:
                         self.assertIn(word, message)
+
+    def test_the_hint_is_found_after_a_line_too_long_to_hold(self) -> None:
+        data = b"<<<FILE a>>>\n" + b"x" * 100_000 + b" <<<end a>>>\n  <<<end a>>>\n"
+        for reread in (None, lambda start, end: [data[i:min(i + 4096, end)] for i in range(start, end, 4096)]):
+            with self.subTest(reread=reread is not None):
+                parser = splitfile.Parser(reread)
+                with self.assertRaises(BundleError) as caught:
+                    for i in range(0, len(data), 4096):
+                        parser.feed(data[i:i + 4096])
+                    parser.finish()
+                self.assertEqual(caught.exception.line, 1)
+                self.assertIn("line 3 was probably meant to close it", caught.exception.message)
 
     def test_first_error_ends_the_parse(self) -> None:
         parser = splitfile.Parser()
