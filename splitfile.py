@@ -167,6 +167,10 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+# What one cleanup step notes and moves past, so that the next step still runs.
+CLEANUP_ERRORS: Final = (OSError, SplitError, KeyboardInterrupt)
+
+
 # ---------------------------------------------------------------------------
 # Names
 # ---------------------------------------------------------------------------
@@ -934,7 +938,7 @@ class _Tree:
                 if parent is None:
                     raise FileNotFoundError(errno.ENOENT, "missing")
                 self.rmdir(parent, parts[-1])
-            except (OSError, SplitError) as exc:
+            except CLEANUP_ERRORS as exc:
                 problems.append(f"could not remove folder {quote('/'.join(parts))}: {_reason(exc)}")
         self.created.clear()
 
@@ -1283,7 +1287,7 @@ class Writer:
                     self._tree.unlink(folder, backup)
                 entry.backup = None
             # Even an interrupt: the run has succeeded, only a leftover remains.
-            except (OSError, SplitError, KeyboardInterrupt) as exc:
+            except CLEANUP_ERRORS as exc:
                 shown = "/".join(entry.folder_parts + (backup,))
                 problems.append(
                     f"{quote(entry.name)} was replaced, but its old copy {quote(shown)} could not be"
@@ -1385,7 +1389,7 @@ class Writer:
             for path in reversed(self._created_roots):
                 try:
                     os.rmdir(path)
-                except OSError as exc:
+                except CLEANUP_ERRORS as exc:
                     problems.append(f"could not remove folder {quote(path)}: {_reason(exc)}")
             self._created_roots.clear()
         finally:
@@ -1399,7 +1403,7 @@ class Writer:
         entry.fd = entry.compare_fd = None
         try:
             folder = tree.folder(entry.folder_parts, False)
-        except (OSError, SplitError) as exc:
+        except CLEANUP_ERRORS as exc:
             problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
             return
         if folder is None:
@@ -1414,15 +1418,20 @@ class Writer:
                 tree.rename(folder, backup, entry.leaf, replace=False)
             elif backup is not None:  # a second name only: the old file never left
                 tree.unlink(folder, backup)
-            entry.backup = None
-            entry.placed = False
-            if entry.temp is not None:
-                tree.unlink(folder, entry.temp)
-                entry.temp = None
         except FileNotFoundError:
             pass
-        except OSError as exc:
+        except CLEANUP_ERRORS as exc:
             problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
+        entry.backup = None
+        entry.placed = False
+        if entry.temp is not None:
+            try:
+                tree.unlink(folder, entry.temp)
+            except FileNotFoundError:
+                pass
+            except CLEANUP_ERRORS as exc:
+                problems.append(f"could not remove {quote(entry.temp)}: {_reason(exc)}")
+            entry.temp = None
 
     def _sync_folders(self) -> None:
         """Flush every folder that gained an entry (after --sync)."""

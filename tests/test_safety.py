@@ -213,6 +213,25 @@ class FaultInjectionNoDirFdTest(ForceNoDirFd, FaultInjectionTest):
     pass
 
 
+class FaultDuringRollbackTest(TempDirTest):
+    """rmdir runs only while rolling back: a fault there is reported, never a traceback."""
+
+    def test_a_folder_that_cannot_be_removed_is_named(self) -> None:
+        data = bundle(("new/deep/a.txt", b"a\n")) + b"<<<FILE never/closed>>>\n"
+        for error in (OSError(errno.EBUSY, "Device or resource busy"), KeyboardInterrupt()):
+            with self.subTest(error=type(error).__name__):
+                dest = os.path.join(self.outer, type(error).__name__)
+                with _Faults("rmdir", 1, error):
+                    result = run([self.write_bundle(data), "-o", dest])
+                # The run fails for its own reason; the rest of the rollback still ran.
+                self.assertEqual(result.code, 1)
+                self.assertNotIn("Traceback", result.err)
+                self.assertIn("could not remove folder 'never': ", result.err)
+                self.assertIn("never closed", result.err)
+                self.assertEqual(leftovers(self.outer), [])
+                self.assertEqual(os.listdir(dest), ["never"])  # new/deep and new were removed
+
+
 @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "needs /proc")
 class DescriptorLeakTest(TempDirTest):
     """Found by the 100,000-case fuzz campaign: failed runs leaked a descriptor per folder made."""
