@@ -766,6 +766,15 @@ class SignalGuard:
         if self.pending is not None and not self.finished:
             raise Interrupted(self.pending)
 
+    def hold(self) -> None:
+        """Defer signals: a step and its record must not be split by one."""
+        self.deferring = True
+
+    def release(self) -> None:
+        """Stop deferring; raise Interrupted if a signal came meanwhile."""
+        self.deferring = False
+        self.check()
+
 
 class _Tree:
     """Filesystem calls below DIR that never follow a symlink.
@@ -776,8 +785,9 @@ class _Tree:
     path and every step is checked with lstat first.
     """
 
-    def __init__(self, root: str, use_dir_fd: bool) -> None:
+    def __init__(self, root: str, use_dir_fd: bool, guard: SignalGuard) -> None:
         self.use_dir_fd = use_dir_fd
+        self.guard = guard
         self.root = root
         self._folders: dict[tuple[str, ...], Handle] = {}
         self.created: list[tuple[str, ...]] = []  # folders this run made, in order
@@ -861,7 +871,7 @@ class _Tree:
         """Tell whether this run created the folder PARTS (so it held nothing before)."""
         return parts in self._created_set
 
-    def folder(self, parts: tuple[str, ...], create: bool, guard: SignalGuard | None = None) -> Handle | None:
+    def folder(self, parts: tuple[str, ...], create: bool) -> Handle | None:
         """Return a handle on DIR/PARTS, making missing folders when CREATE.
 
         Returns None when a folder is missing and CREATE is false. Raises
@@ -874,14 +884,14 @@ class _Tree:
             depth -= 1
         handle = self._folders[parts[:depth]]
         for depth in range(depth + 1, len(parts) + 1):
-            child = self._open_folder(handle, parts[:depth], create, guard)
+            child = self._open_folder(handle, parts[:depth], create)
             if child is None:
                 return None
             handle = self._folders[parts[:depth]] = child
         return handle
 
     def _open_folder(
-        self, parent: Handle, parts: tuple[str, ...], create: bool, guard: SignalGuard | None
+        self, parent: Handle, parts: tuple[str, ...], create: bool
     ) -> Handle | None:
         name = parts[-1]
         try:
@@ -893,22 +903,16 @@ class _Tree:
             if exc.errno not in (errno.ENOTDIR, errno.ELOOP, getattr(errno, "EMLINK", -1)):
                 raise
             raise TargetError(self._not_a_folder("/".join(parts), parent, name)) from None
-        if guard:
-            guard.deferring = True  # the folder must be recorded if it is made
+        self.guard.hold()  # a folder made must be recorded, to be removed on rollback
         try:
-            try:
-                self.mkdir(parent, name)
-            except FileExistsError:  # made by someone else meanwhile: not ours
-                pass
-            else:
-                self.created.append(parts)
-                self._created_set.add(parts)
+            self.mkdir(parent, name)
+            self.created.append(parts)
+            self._created_set.add(parts)
+        except FileExistsError:  # made by someone else meanwhile: not ours
+            pass
         finally:
-            if guard:
-                guard.deferring = False
-        if guard:
-            guard.check()
-        return self._open_folder(parent, parts, False, guard)
+            self.guard.release()
+        return self._open_folder(parent, parts, False)
 
     def _enter(self, parent: Handle, name: str) -> Handle:
         if isinstance(parent, int):
@@ -1051,10 +1055,10 @@ class Writer:
         self.force = force
         self.dry_run = dry_run
         self.sync = sync
-        self.guard = guard
+        self.guard = guard or SignalGuard()  # one not entered catches no signal
         self.entries: list[Entry] = []
         self.errors: list[SplitError] = []
-        self._tree = _Tree(root, use_dir_fd)
+        self._tree = _Tree(root, use_dir_fd, self.guard)
         self._started = False
         self._have_root = False
         self._created_roots: list[str] = []
@@ -1091,23 +1095,14 @@ class Writer:
                 break
             path = parent
         for path in reversed(missing):
-            self._defer()
+            self.guard.hold()
             try:
                 os.mkdir(path)
                 self._created_roots.append(path)
             except FileExistsError:
                 pass
             finally:
-                self._resume()
-
-    def _defer(self) -> None:
-        if self.guard:
-            self.guard.deferring = True
-
-    def _resume(self) -> None:
-        if self.guard:
-            self.guard.deferring = False
-            self.guard.check()
+                self.guard.release()
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         """Look at NAME's target and start staging its body; None if it cannot be written.
@@ -1119,7 +1114,7 @@ class Writer:
         try:
             if not self._start():
                 return entry  # dry run into a missing DIR: all new
-            folder = self._tree.folder(entry.folder_parts, not self.dry_run, self.guard)
+            folder = self._tree.folder(entry.folder_parts, not self.dry_run)
             if folder is not None and not self._tree.is_new(entry.folder_parts):
                 self._examine(entry, folder)
             if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
@@ -1159,14 +1154,14 @@ class Writer:
         while True:
             self._serial += 1
             temp = f"{TEMP_PREFIX}{self._token}-{self._serial}"
-            self._defer()
+            self.guard.hold()  # a temporary file made must be recorded
             try:
                 entry.fd = self._tree.open(folder, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
                 entry.temp = temp
             except FileExistsError:
                 continue
             finally:
-                self._resume()
+                self.guard.release()
             return
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
@@ -1249,24 +1244,20 @@ class Writer:
             raise ErrorList(self.errors)
         if self.dry_run:
             return []
-        guard = self.guard
         new_files = sum(entry.status == "new" and entry.temp is not None for entry in self.entries)
         if new_files >= MANY_FILES and self._tree.use_dir_fd:
             self._rename_noreplace = _rename_noreplace()
-        if guard:
-            guard.deferring = True
+        guard = self.guard
+        guard.hold()  # a rename and its record must not be split by a signal
         try:
             for entry in self.entries:
                 if entry.temp is not None:
                     self._place(entry)
-                if guard:
-                    guard.check()
+                guard.check()  # a signal before the last rename undoes them all
         finally:
-            if guard:
-                guard.deferring = False
+            guard.deferring = False
         # Every file is in place: a signal can no longer turn this into failure.
-        if guard:
-            guard.finished = True
+        guard.finished = True
         if self.sync:  # still part of the commit: if it fails, roll back
             try:
                 self._sync_folders()
@@ -1377,9 +1368,7 @@ class Writer:
 
     def rollback(self) -> list[str]:
         """Undo everything this run did below DIR; return what could not be undone."""
-        guard = self.guard
-        if guard:
-            guard.deferring = True
+        self.guard.hold()  # already failing: a signal now only waits for the end
         problems: list[str] = []
         try:
             for entry in reversed(self.entries):
@@ -1393,8 +1382,7 @@ class Writer:
                     problems.append(f"could not remove folder {quote(path)}: {_reason(exc)}")
             self._created_roots.clear()
         finally:
-            if guard:
-                guard.deferring = False
+            self.guard.deferring = False
         return problems
 
     def _undo(self, entry: Entry, problems: list[str]) -> None:
