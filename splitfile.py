@@ -384,6 +384,21 @@ def _marker_text(line: bytes) -> bytes:
     return line
 
 
+def _find_marker(buf: Buffer, marker: bytes, start: int, end: int) -> int:
+    """Return where MARKER first occurs in BUF[START:END], or -1: bytes.find, faster on most text.
+
+    Markers start with '<', which most text holds rarely, and a one-byte find
+    is a memchr: about ten times faster than a general search. Text full of
+    '<' (HTML) falls back to the general search after 64 false starts.
+    """
+    for _ in range(64):
+        found = buf.find(b"<", start, end)
+        if found < 0 or buf.startswith(marker, found, end):
+            return found
+        start = found + 1
+    return buf.find(marker, start, end)
+
+
 def _is_open_marker(text: bytes) -> bool:
     return text.startswith(OPEN_PREFIX) and text.endswith(MARKER_SUFFIX)
 
@@ -640,7 +655,7 @@ class Parser:
         """Return where the first close-marker line in BUF[_pos:END] starts and ends."""
         search = self._pos
         while True:
-            start = buf.find(close, search, end)
+            start = _find_marker(buf, close, search, end)
             if start < 0:
                 return None
             search = start + 1
@@ -674,7 +689,7 @@ class Parser:
     def _look_for_hint(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> int:
         """Note the first line in BUF[START:END] that probably was meant to end BLOCK; return its offset or -1."""
         wanted = block.close.decode("utf-8", "replace").casefold()
-        found = buf.find(b"<<<", start, end)
+        found = _find_marker(buf, b"<<<", start, end)
         while found >= 0:
             line_start = buf.rfind(b"\n", start, found) + 1 or start
             line_end = buf.find(b"\n", found, end) + 1 or end
@@ -687,7 +702,7 @@ class Parser:
                     block.hint = f"; line {number} starts another block: is the END line above it missing?"
                 if block.hint:
                     return line_start
-            found = buf.find(b"<<<", line_end, end)
+            found = _find_marker(buf, b"<<<", line_end, end)
         return -1
 
     def _look_for_hint_in(self, block: _Block, chunks: Iterable[bytes], offset: int) -> None:

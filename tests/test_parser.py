@@ -257,6 +257,18 @@ class ChunkBoundaryTest(unittest.TestCase):
         self.assertTrue(reads)
 
 
+class FindMarkerTest(unittest.TestCase):
+    def test_it_agrees_with_bytes_find_even_on_text_full_of_angle_brackets(self) -> None:
+        rng = random.Random(7)
+        for case in range(2000):
+            data = bytes(rng.choice(b"<<<<ENDx >") for _ in range(rng.randint(0, 400)))
+            marker = rng.choice([b"<<<", b"<<<END x>>>", b"<", b"<<<END"])
+            start = rng.randint(0, len(data))
+            end = rng.randint(start, len(data))
+            with self.subTest(case=case):
+                self.assertEqual(splitfile._find_marker(data, marker, start, end), data.find(marker, start, end))
+
+
 class BoundedMemoryTest(unittest.TestCase):
     """The parser holds at most a chunk plus a short tail, whatever the input."""
 
