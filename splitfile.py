@@ -1932,7 +1932,11 @@ def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Eve
         elif writer:
             for entry in writer.entries:
                 if entry.status != "same":
-                    _write_stdout(_diff(entry, writer.read_target(entry), collector.body(entry.name)))
+                    try:
+                        old = writer.read_target(entry)
+                    except OSError as exc:
+                        raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+                    _write_stdout(_diff(entry, old, collector.body(entry.name)))
     finally:
         collector.close()
     return EXIT_OK
@@ -1945,8 +1949,8 @@ def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
     name = entry.name
     before = "/dev/null" if entry.status == "new" else f"a/{name}"
     try:
-        old_lines = old.decode("utf-8").splitlines(keepends=True)
-        new_lines = new.decode("utf-8").splitlines(keepends=True)
+        old_lines = _diff_lines(old.decode("utf-8"))
+        new_lines = _diff_lines(new.decode("utf-8"))
     except UnicodeDecodeError:
         return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
     lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
@@ -1954,6 +1958,13 @@ def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
     if not text:  # a file of the same text under a link, say: still show that it changes
         text = f"--- {before}\n+++ b/{name}\n"
     return text.encode("utf-8", "surrogateescape")
+
+
+def _diff_lines(text: str) -> list[str]:
+    """Split TEXT after each LF only (str.splitlines also splits at CR, form feeds and more)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    return [line + "\n" for line in lines] + ([last] if last else [])
 
 
 def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
@@ -2008,6 +2019,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The reader of stdout went away; say nothing more there.
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
+                return EXIT_FAILURE
+            except OSError as exc:  # a failing disk that no layer above named: still no traceback
+                reporter.error(DiskError(_reason(exc)))
                 return EXIT_FAILURE
     finally:
         if stream is not None and stream is not getattr(sys.stdin, "buffer", None):

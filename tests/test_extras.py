@@ -9,8 +9,9 @@ import sys
 import sysconfig
 import time
 import unittest
+from unittest import mock
 
-from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, run, snapshot
+from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, run, snapshot, splitfile
 
 
 class PackTest(TempDirTest):
@@ -138,6 +139,20 @@ class DiffTest(TempDirTest):
         result = run([path, "--diff", "-o", os.path.join(self.outer, "missing")])
         self.assertEqual((result.code, result.out), (0, b"Binary files /dev/null and b/b.bin differ\n"))
         self.assertFalse(os.path.exists(os.path.join(self.outer, "missing")))
+
+    def test_diff_splits_lines_at_newlines_only(self) -> None:
+        make_tree(self.dest, {"f.py": b"a\x0cb\nc\rd\n"})
+        path = self.write_bundle(bundle(("f.py", b"a\x0cb\nc\rD\n")))
+        result = run([path, "--diff", "-o", self.dest])
+        self.assertEqual(result.out, b"--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\x0cb\n-c\rd\n+c\rD\n")
+
+    def test_a_target_that_cannot_be_read_is_an_error_not_a_traceback(self) -> None:
+        make_tree(self.dest, {"f": b"old\n"})
+        path = self.write_bundle(bundle(("f", b"new\n")))
+        with mock.patch.object(splitfile.Writer, "read_target", side_effect=PermissionError(13, "Permission denied")):
+            result = run([path, "--diff", "-o", self.dest])
+        self.assertEqual((result.code, result.out), (1, b""))
+        self.assertEqual(result.err, "splitfile: error: bundle.txt:1: cannot read 'f': Permission denied\n")
 
     def test_diff_of_a_bad_bundle_fails(self) -> None:
         result = run([self.write_bundle(b"<<<FILE a>>>\n"), "--diff", "-o", self.dest])
