@@ -806,7 +806,7 @@ class _Tree:
         self.root = root
         self._folders: dict[tuple[str, ...], Handle] = {}
         self.created: list[tuple[str, ...]] = []  # folders this run made, in order
-        self._created_set: set[tuple[str, ...]] = set()
+        self.new_folders: set[tuple[str, ...]] = set()  # made by this run: nothing was in them
 
     def open_root(self) -> None:
         """Open DIR itself; DIR may be a symlink, since the user named it."""
@@ -884,7 +884,7 @@ class _Tree:
 
     def is_new(self, parts: tuple[str, ...]) -> bool:
         """Tell whether this run created the folder PARTS (so it held nothing before)."""
-        return parts in self._created_set
+        return parts in self.new_folders
 
     def folder(self, parts: tuple[str, ...], create: bool) -> Handle | None:
         """Return a handle on DIR/PARTS, making missing folders when CREATE.
@@ -922,7 +922,7 @@ class _Tree:
         try:
             self.mkdir(parent, name)
             self.created.append(parts)
-            self._created_set.add(parts)
+            self.new_folders.add(parts)
         except FileExistsError:  # made by someone else meanwhile: not ours
             pass
         finally:
@@ -1098,6 +1098,8 @@ class Writer:
             raise TargetError(f"output folder {quote(root)} is not a directory")
         self._tree.open_root()
         self._have_root = True
+        if self._created_roots and self._created_roots[-1] == os.path.abspath(root):
+            self._tree.new_folders.add(())  # DIR is new too: no target in it needs a look
         return True
 
     def _make_root(self, root: str) -> None:
