@@ -291,6 +291,24 @@ class SignalAfterCommitTest(TempDirTest):
 
 
 class AppearedMeanwhileTest(TempDirTest):
+    def test_even_in_a_folder_this_run_made_a_planted_file_is_not_replaced(self) -> None:
+        dest = os.path.join(self.outer, "fresh")
+        real_write = os.write
+        planted = []
+
+        def write_and_plant(fd, data):
+            if not planted:  # DIR exists by now: this run made it
+                make_tree(dest, {"a": b"someone else's\n"})
+                planted.append(True)
+            return real_write(fd, data)
+
+        with mock.patch.object(os, "write", write_and_plant):
+            result = run([self.write_bundle(bundle(("a", b"mine\n"), ("b", b"b\n"))), "-o", dest])
+        self.assertEqual(result.code, 1)
+        self.assertIn("'a': something appeared there during the run", result.err)
+        self.assertEqual(files_of(dest), {"a": b"someone else's\n"})
+        self.assertEqual(leftovers(self.outer), [])
+
     def test_a_file_that_appears_before_the_rename_is_not_replaced(self) -> None:
         real_write = os.write
         planted = []
