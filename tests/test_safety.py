@@ -387,3 +387,40 @@ class ManyFilesRenameTest(TempDirTest):
         self.assertEqual(result.code, 0, result.err)
         self.assertEqual(len(files_of(self.dest)), splitfile.MANY_FILES + 10)
         self.assertEqual(leftovers(self.dest), [])
+
+
+class NoHardLinksTest(TempDirTest):
+    """Filesystems without hard links (FAT, some network mounts): link fails with EPERM or ENOTSUP."""
+
+    def test_new_and_replaced_files_fall_back_to_renames(self) -> None:
+        for code in (errno.EPERM, errno.ENOTSUP):
+            with self.subTest(errno=errno.errorcode[code]):
+                dest = os.path.join(self.outer, errno.errorcode[code])
+                make_tree(dest, {"old.txt": b"old\n"})
+                data = bundle(("old.txt", b"new\n"), ("d/new.txt", b"n\n"))
+                with mock.patch.object(os, "link", side_effect=OSError(code, os.strerror(code))):
+                    result = run([self.write_bundle(data), "-f", "-o", dest])
+                self.assertEqual(result.code, 0, result.err)
+                self.assertEqual(files_of(dest), {"old.txt": b"new\n", "d/new.txt": b"n\n"})
+                self.assertEqual(leftovers(dest), [])
+
+    def test_a_failure_after_moving_the_old_file_aside_puts_it_back(self) -> None:
+        make_tree(self.dest, {"a": b"old a\n", "b": b"old b\n"})
+        before = snapshot(self.outer)
+        real_replace = os.replace
+        calls = []
+
+        def replace_then_fail(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 2:  # b's new file over b, after b was moved aside
+                raise OSError(errno.EIO, "Input/output error")
+            return real_replace(*args, **kwargs)
+
+        with mock.patch.object(os, "link", side_effect=OSError(errno.EPERM, "Operation not permitted")), \
+                mock.patch.object(os, "replace", replace_then_fail):
+            result = run([self.write_bundle(bundle(("a", b"new a\n"), ("b", b"new b\n"))), "-f", "-o", self.dest])
+        self.assertEqual(result.code, 1)
+        self.assertIn("cannot write 'b': Input/output error", result.err)
+        after = snapshot(self.outer)
+        self.assertEqual({k: v[:2] for k, v in after.items()}, {k: v[:2] for k, v in before.items()})
+        self.assertEqual(leftovers(self.outer), [])
