@@ -112,6 +112,20 @@ def run_process(argv: list[str], stdin: bytes = b"", **kw) -> subprocess.Complet
     )
 
 
+class ForceNoDirFd:
+    """Mixin: run the test with the lstat-based walk, as where dir_fd is missing (Windows).
+
+    Writer's use_dir_fd default is bound when the class is defined, so it is the default itself that changes.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()  # type: ignore[misc]
+        defaults = splitfile.Writer.__init__.__kwdefaults__
+        saved = dict(defaults)
+        defaults["use_dir_fd"] = False
+        self.addCleanup(defaults.update, saved)  # type: ignore[attr-defined]
+
+
 class TempDirTest(unittest.TestCase):
     """A test with a fresh folder `self.tmp` holding `outer/dest` as the usual output."""
 

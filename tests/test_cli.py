@@ -7,7 +7,7 @@ import stat
 import unittest
 from unittest import mock
 
-from tests.helpers import TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
+from tests.helpers import ForceNoDirFd, TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
 
 TODO = os.path.join(os.path.dirname(splitfile.__file__), "examples", "todo-app.txt")
 
@@ -349,19 +349,8 @@ class TargetKindTest(TempDirTest):
         self.assertEqual(files_of(self.outer)["target.txt"], b"outside\n")
 
 
-class NoDirFdTest(TempDirTest):
+class NoDirFdTest(ForceNoDirFd, TempDirTest):
     """The lstat-based walk used where dir_fd is missing (Windows), forced on."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        patcher = mock.patch.object(splitfile, "HAVE_DIR_FD", False)
-        patcher.start()
-        self.addCleanup(patcher.stop)
-        # Writer's default was bound at definition time: patch it too.
-        init = splitfile.Writer.__init__
-        defaults = list(init.__kwdefaults__.items())
-        self.addCleanup(setattr, init, "__kwdefaults__", dict(defaults))
-        init.__kwdefaults__["use_dir_fd"] = False
 
     def test_writes_replaces_and_refuses_links_on_the_path(self) -> None:
         make_tree(self.dest, {"a": b"old\n"})

@@ -12,19 +12,8 @@ import sys
 import unittest
 from unittest import mock
 
-from tests.helpers import TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
+from tests.helpers import ForceNoDirFd, TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
 from tests.test_names import UNIVERSAL, WINDOWS_ONLY
-
-
-class ForceNoDirFd:
-    """Mixin: run the test with the lstat-based walk (as on Windows)."""
-
-    def setUp(self) -> None:
-        super().setUp()  # type: ignore[misc]
-        defaults = splitfile.Writer.__init__.__kwdefaults__
-        saved = dict(defaults)
-        defaults["use_dir_fd"] = False
-        self.addCleanup(defaults.update, saved)  # type: ignore[attr-defined]
 
 
 class HostileNamesEndToEndTest(TempDirTest):
