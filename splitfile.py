@@ -1451,21 +1451,20 @@ class Writer:
                 if folder is not None:
                     self._tree.sync_folder(folder)
 
-    def read_target(self, entry: Entry) -> bytes:
-        """Return what ENTRY's target holds now: empty for nothing or a link; links are not followed."""
+    def read_target(self, entry: Entry, out: IO[bytes]) -> None:
+        """Copy what ENTRY's target holds now to OUT in chunks: nothing for no file or a link (never followed)."""
         folder = self._tree.folder(entry.folder_parts, False) if self._have_root else None
         if folder is None or entry.old_is_link or entry.status == "new":
-            return b""
+            return
         fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return b""
-            chunks: list[bytes] = []
+                return
             while True:
                 data = os.read(fd, CHUNK_SIZE)
                 if not data:
-                    return b"".join(chunks)
-                chunks.append(data)
+                    return
+                out.write(data)
         finally:
             os.close(fd)
 
@@ -1482,6 +1481,19 @@ class Writer:
 # ---------------------------------------------------------------------------
 
 
+# How much of a spooled body or bundle stays in memory before it spills to a temporary file.
+SPOOL_MEMORY: Final = 1 << 20
+
+if TYPE_CHECKING:
+
+    class _Sink(Protocol):
+        """Where a bundle or a diff is written: a binary stream, or anything with its write()."""
+
+        def write(self, data: bytes, /) -> object: ...
+
+    Scanned = tuple[int, int]  # (st_dev, st_ino) of a file or folder as the scan saw it
+
+
 def _pack_name(path: str) -> str:
     """Return the bundle name for PATH as given: '/' between parts, no leading './', no trailing '/'."""
     name = path.replace(os.sep, "/") if os.sep != "/" else path
@@ -1491,9 +1503,184 @@ def _pack_name(path: str) -> str:
     return "" if name == "." else name
 
 
-def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str]]:
-    """Return (name, path) for every file to bundle: PATHS in order, folders sorted by name bytes."""
-    found: list[tuple[str, str]] = []
+class _BodyCheck:
+    """Watches a body go by in chunks: NUL bytes, UTF-8, a line equal to its close marker, the final newline.
+
+    What a bundle cannot carry is found without holding the body: the UTF-8
+    check is incremental, and only an unfinished last line that could still
+    be the close marker is carried from one chunk to the next.
+    """
+
+    def __init__(self, close: bytes) -> None:
+        import codecs
+
+        self.close = close
+        self.nul = False
+        self.utf8 = True
+        self.holds_close = False
+        self.size = 0
+        self._last = b""  # the last byte seen
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        # The unfinished last line while it could still be the close marker
+        # (with a CR); None while inside a line already too long to be one.
+        self._carry: bytes | None = b""
+
+    @property
+    def refused(self) -> bool:
+        """Is this body no text a bundle can hold (a NUL byte, not UTF-8)?"""
+        return self.nul or not self.utf8
+
+    @property
+    def ends_with_newline(self) -> bool:
+        """Does the body end with LF, or is it empty (what a bundle can express)?"""
+        return self.size == 0 or self._last == b"\n"
+
+    def feed(self, data: bytes) -> None:
+        """Look at DATA, the next piece of the body."""
+        if not data:
+            return
+        self.size += len(data)
+        self._last = data[-1:]
+        if b"\0" in data:
+            self.nul = True
+        if self.utf8:
+            try:
+                self._decoder.decode(data)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        if not self.holds_close:
+            self._look_for_close(data)
+
+    def _look_for_close(self, data: bytes) -> None:
+        close = self.close
+        start = 0
+        head = self._carry
+        if head is None:  # the rest of a long line first: it cannot be the marker
+            start = data.find(b"\n") + 1
+            if not start:
+                return
+            head = b""
+        cut = data.rfind(b"\n") + 1
+        if cut > start:
+            if head:  # the carried line ends in DATA
+                first = data.find(b"\n", start) + 1
+                self.holds_close = _marker_text(head + data[start:first]) == close
+                start = first
+            self.holds_close = self.holds_close or _holds_line(data, close, start, cut)
+            tail = data[cut:]
+        else:
+            tail = head + data[start:]
+        self._carry = tail if len(tail) <= len(close) + 1 else None  # + 1: the marker's CR
+
+    def finish(self) -> None:
+        """Settle the checks at the end of the body."""
+        if self.utf8:
+            try:
+                self._decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        if self._carry and _marker_text(self._carry) == self.close:  # a last line without LF
+            self.holds_close = True
+
+
+def _holds_line(buf: bytes, close: bytes, start: int, end: int) -> bool:
+    """Tell whether BUF[START:END], whole lines, holds a line equal to the marker CLOSE (LF or CRLF after it)."""
+    search = start
+    while True:
+        found = buf.find(close, search, end)
+        if found < 0:
+            return False
+        search = found + 1
+        if found > start and buf[found - 1] != 0x0A:
+            continue
+        after = found + len(close)
+        if buf[after:after + 1] == b"\n" or buf[after:after + 2] == b"\r\n":
+            return True
+
+
+def _format_file(name: str, chunks: Iterable[bytes], out: _Sink, add_newline: bool) -> _BodyCheck:
+    """Write the block of NAME with its body CHUNKS to OUT; return what the body check found.
+
+    The caller decides what the check refuses. Reading stops at the first
+    NUL byte or bad UTF-8: such a body is never bundled. With ADD_NEWLINE a
+    body without a final newline gets one.
+    """
+    raw = name.encode("utf-8")
+    close = CLOSE_PREFIX + raw + MARKER_SUFFIX
+    check = _BodyCheck(close)
+    out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n")
+    for chunk in chunks:
+        check.feed(chunk)
+        if check.refused:
+            break
+        out.write(chunk)
+    check.finish()
+    if add_newline and not check.ends_with_newline:
+        out.write(b"\n")
+    out.write(close + b"\n")
+    return check
+
+
+def _raise_all(errors: Sequence[SplitError]) -> None:
+    """Raise the one error, or an ErrorList of several; nothing if there are none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ErrorList(errors)
+
+
+def format(files: Iterable[tuple[str, bytes]], *, portable: bool = False) -> bytes:
+    """Return the bundle holding FILES, (name, body) pairs in order: the inverse of reading a bundle.
+
+    Refused, all at once (one error, or an ErrorList of every problem): a
+    name that breaks section 2 or collides with an earlier one
+    (InvalidNameError; Windows rules apply on Windows and with PORTABLE),
+    and a body a bundle cannot carry (BundleError): one holding a line equal
+    to its own close marker, a non-empty one without a final newline, one
+    with a NUL byte or not UTF-8. An empty FILES gives an empty bundle,
+    which reading refuses as holding no block.
+    """
+    import io
+
+    windows = portable or os.name == "nt"
+    index = NameIndex()
+    out = io.BytesIO()
+    errors: list[SplitError] = []
+    for name, body in files:
+        why = "; ".join(check_name(name, windows)) or index.add(name)
+        if why:
+            errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}"))
+            continue
+        data = bytes(body)
+        check = _format_file(name, (data,), out, add_newline=False)
+        problems = _body_problems(check)
+        if not check.ends_with_newline:
+            problems.append("it does not end with a newline, which a bundle cannot express (add one)")
+        if problems:
+            errors.append(BundleError(f"cannot format {quote(name)}: {'; '.join(problems)}"))
+    _raise_all(errors)
+    return out.getvalue()
+
+
+def _body_problems(check: _BodyCheck) -> list[str]:
+    """Return why a body that CHECK looked at cannot be put in a bundle as it is."""
+    problems = []
+    if check.nul:
+        problems.append("it holds a NUL byte (binary files cannot be bundled)")
+    elif not check.utf8:
+        problems.append("it is not UTF-8 text")
+    if check.holds_close:
+        problems.append("it holds a line equal to its own close marker")
+    return problems
+
+
+def _identity(st: os.stat_result) -> Scanned:
+    return st.st_dev, st.st_ino
+
+
+def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str, Scanned]]:
+    """Return (name, path, identity) for every file to bundle: PATHS in order, folders sorted by name bytes."""
+    found: list[tuple[str, str, Scanned]] = []
     for path in paths:
         name = _pack_name(path)
         try:
@@ -1503,82 +1690,164 @@ def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> lis
         if stat.S_ISDIR(st.st_mode) and name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
             warn(path, "skipped: a version-control folder")
         elif stat.S_ISDIR(st.st_mode):
-            inside: list[tuple[str, str]] = []
-            _pack_folder(path, name, inside, warn)
+            inside = _pack_folder(path, name, _identity(st), warn)
             found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
         elif stat.S_ISREG(st.st_mode):
-            found.append((name, path))
+            found.append((name, path, _identity(st)))
         else:
             warn(path, f"skipped: {_describe(st.st_mode)}, not a file")
     return found
 
 
-def _pack_folder(folder: str, name: str, found: list[tuple[str, str]], warn: Callable[[str, str], None]) -> None:
-    """Add the files below FOLDER to FOUND, never following a symlink."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as exc:
-        raise DiskError(f"cannot read {quote(folder)}: {_reason(exc)}") from None
-    for entry in entries:
-        child = f"{name}/{entry.name}" if name else entry.name
-        if entry.is_symlink():
-            warn(entry.path, "skipped: a symlink (links are not followed)")
-        elif entry.is_dir(follow_symlinks=False):
-            if entry.name.casefold() in VCS_FOLDERS:
-                warn(entry.path, "skipped: a version-control folder")
+def _pack_folder(
+    folder: str, name: str, identity: Scanned, warn: Callable[[str, str], None]
+) -> list[tuple[str, str, Scanned]]:
+    """Return the files below FOLDER, walked without recursion (any depth) and never through a symlink."""
+    found: list[tuple[str, str, Scanned]] = []
+    pending = [(folder, name, identity)]
+    while pending:
+        path, prefix, expected = pending.pop()
+        for leaf, st in _list_folder(path, expected):
+            child_path = os.path.join(path, leaf)
+            child = f"{prefix}/{leaf}" if prefix else leaf
+            if stat.S_ISLNK(st.st_mode):
+                warn(child_path, "skipped: a symlink (links are not followed)")
+            elif stat.S_ISDIR(st.st_mode):
+                if leaf.casefold() in VCS_FOLDERS:
+                    warn(child_path, "skipped: a version-control folder")
+                else:
+                    pending.append((child_path, child, _identity(st)))
+            elif stat.S_ISREG(st.st_mode):
+                found.append((child, child_path, _identity(st)))
             else:
-                _pack_folder(entry.path, child, found, warn)
-        elif entry.is_file(follow_symlinks=False):
-            found.append((child, entry.path))
-        else:
-            warn(entry.path, "skipped: not a regular file")
+                warn(child_path, "skipped: not a regular file")
+    return found
 
 
-def pack(paths: Sequence[str], out: IO[bytes], windows: bool, warn: Callable[[str, str], None]) -> int:
-    """Write a bundle of the files at PATHS to OUT; return how many files it holds.
+def _changed(path: str) -> DiskError:
+    return DiskError(f"cannot read {quote(path)}: it changed while the tree was being packed; run --pack again")
 
-    Files that are not UTF-8 text are skipped and a missing final newline is
-    added, each with a call to WARN(path, message). A name that breaks the
-    name rules, or a file holding its own close marker, raises ErrorList
-    before anything is written to OUT.
+
+def _list_folder(path: str, expected: Scanned) -> list[tuple[str, os.stat_result]]:
+    """Return (name, lstat) of each entry of the folder PATH, which must still be the one scanned.
+
+    Where scandir takes a descriptor, the folder is opened with O_NOFOLLOW
+    and checked on the open descriptor, so a folder swapped for a link after
+    the scan is never listed; one descriptor is open at a time.
     """
+    try:
+        if os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY"):
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            try:
+                if _identity(os.fstat(fd)) != expected:
+                    raise _changed(path)
+                with os.scandir(fd) as entries:
+                    return [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+            finally:
+                os.close(fd)
+        if _identity(os.lstat(path)) != expected:
+            raise _changed(path)
+        with os.scandir(path) as entries:  # Windows: DirEntry.stat gives no st_ino there
+            return [(entry.name, os.lstat(entry.path)) for entry in entries]
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _changed(path) from None
+        raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+
+
+def _open_scanned(path: str, expected: Scanned) -> int:
+    """Open the file PATH for reading; it must still be the regular file scanned.
+
+    O_NOFOLLOW: a file swapped for a link is not read through; O_NONBLOCK: a
+    FIFO swapped in does not hang the open. A file that is no longer the one
+    scanned is an error, not a skip: the tree is changing under the pack, and
+    a bundle silently missing a file that exists would be worse than a rerun.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_BINARY | O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, getattr(errno, "EMLINK", -1)):
+            raise _changed(path) from None
+        raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or _identity(st) != expected:
+            raise _changed(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_fd(fd: int, path: str) -> Iterator[bytes]:
+    """Yield the contents of the open file FD (known as PATH) in chunks."""
+    while True:
+        try:
+            data = os.read(fd, CHUNK_SIZE)
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+        if not data:
+            return
+        yield data
+
+
+def pack(
+    paths: Sequence[str],
+    out: _Sink,
+    *,
+    portable: bool = False,
+    on_warning: Callable[[str, str], None] | None = None,
+) -> list[str]:
+    """Write a bundle of the files at PATHS to OUT; return the names bundled, in order.
+
+    Folders are walked (sorted by the whole name's UTF-8 bytes), PATHS kept
+    in the order given. Symlinks, version-control folders, files holding a
+    NUL byte or not UTF-8 are skipped, and a missing final newline is added,
+    each with a call to ON_WARNING(path, message). A name that breaks the
+    name rules, a file holding its own close marker, or a file that changed
+    since the scan raises (one error, or an ErrorList), and then nothing is
+    written to OUT: the bundle is staged in a spool that spills to disk.
+    """
+    import tempfile
+
+    warn = on_warning or (lambda path, message: None)
+    windows = portable or os.name == "nt"
     sources = _pack_sources(paths, warn)
     errors: list[SplitError] = []
     index = NameIndex()
-    for name, path in sources:
+    for name, path, _ in sources:
         why = "; ".join(check_name(name, windows)) or index.add(name)
         if why:
             errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}"))
-    if errors:
-        raise ErrorList(errors)
-    count = 0
-    for name, path in sources:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
-        if b"\0" in data:
-            warn(path, "skipped: it holds a NUL byte (binary files cannot be bundled)")
-            continue
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            warn(path, "skipped: it is not UTF-8 text")
-            continue
-        if data and not data.endswith(b"\n"):
-            warn(path, "has no final newline; the bundle adds one")
-            data += b"\n"
-        raw = name.encode("utf-8")
-        close = CLOSE_PREFIX + raw + MARKER_SUFFIX
-        if close in data and any(_marker_text(line) == close for line in data.split(b"\n")):
-            errors.append(BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker"))
-            continue
-        out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n" + data + close + b"\n")
-        count += 1
-    if errors:
-        raise ErrorList(errors)
-    return count
+    _raise_all(errors)
+    names: list[str] = []
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as staged:
+        for name, path, identity in sources:
+            start = staged.tell()
+            fd = _open_scanned(path, identity)
+            try:
+                check = _format_file(name, _read_fd(fd, path), staged, add_newline=True)
+            finally:
+                os.close(fd)
+            if check.refused:
+                warn(path, "skipped: " + _body_problems(check)[0])
+            elif not check.ends_with_newline:
+                warn(path, "has no final newline; the bundle adds one")
+            if check.holds_close and not check.refused:
+                errors.append(BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker"))
+            if check.refused or check.holds_close:
+                staged.seek(start)
+                staged.truncate(start)
+                continue
+            names.append(name)
+        _raise_all(errors)
+        staged.seek(0)
+        while True:
+            data = staged.read(CHUNK_SIZE)
+            if not data:
+                break
+            out.write(data)
+    return names
 
 
 # ---------------------------------------------------------------------------
@@ -1708,44 +1977,62 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
 
 
 class _Collector:
-    """A consumer that writes no file: it keeps the names, and the bodies asked for."""
+    """A consumer that writes no file: it keeps the names, and the bodies asked for.
+
+    Kept bodies go back to back into one spool that spills to a temporary
+    file, so memory stays bounded whatever their sizes; each costs two numbers.
+    """
 
     def __init__(self, wanted: Iterable[str] = (), writer: Writer | None = None) -> None:
         self.names: list[str] = []
         self.wanted = set(wanted)
-        self.bodies: dict[str, IO[bytes]] = {}
+        self.bodies: dict[str, tuple[int, int]] = {}  # name: (start, size) in the spool
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
+        self._spool: IO[bytes] | None = None
+        self._kept: Entry | None = None  # the block whose body is being kept
+        self._start = 0
+
+    @property
+    def spool(self) -> IO[bytes]:
+        """The stream that holds the kept bodies."""
+        if self._spool is None:
+            import tempfile
+
+            self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        assert self._spool is not None
+        return self._spool
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         self.names.append(name)
+        self._kept = None
         entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
         if entry is not None and (self.writer or name in self.wanted):
-            import tempfile
-
-            self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+            self._kept = entry
+            self._start = self.spool.seek(0, os.SEEK_END)
         return entry
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
         if self.writer:
             self.writer.write(entry, data)
-        body = self.bodies.get(entry.name)
-        if body is not None:
-            body.write(data)
+        if entry is self._kept:
+            self.spool.write(data)
 
     def end(self, entry: Entry) -> None:
         if self.writer:
             self.writer.end(entry)
+        if entry is self._kept:
+            self.bodies[entry.name] = (self._start, self.spool.tell() - self._start)
+            self._kept = None
 
-    def body(self, name: str) -> bytes:
-        """Return the whole body of NAME."""
-        stream = self.bodies[name]
-        stream.seek(0)
-        return stream.read()
+    def body(self, name: str) -> tuple[IO[bytes], int, int]:
+        """Return where the body of NAME is kept: (stream, start, size)."""
+        start, size = self.bodies[name]
+        return self.spool, start, size
 
     def close(self) -> None:
         """Drop the kept bodies."""
-        for stream in self.bodies.values():
-            stream.close()
+        if self._spool is not None:
+            self._spool.close()
         if self.writer:
             self.writer.close()
 
@@ -1930,58 +2217,404 @@ def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Eve
             if missing:
                 raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
             for name in args.print_names:
-                _write_stdout(collector.body(name))
+                for data in _read_span(*collector.body(name)):
+                    _write_stdout(data)
         elif writer:
-            for entry in writer.entries:
-                if entry.status != "same":
-                    try:
-                        old = writer.read_target(entry)
-                    except OSError as exc:
-                        raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
-                    _write_stdout(_diff(entry, old, collector.body(entry.name)))
+            _print_diffs(writer, collector, _StdoutBytes(), _is_terminal(sys.stdout))
+    except MemoryError:
+        raise SplitError("out of memory; nothing was written (free some memory and run again)") from None
     finally:
         collector.close()
     return EXIT_OK
 
 
-def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
-    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
+class _StdoutBytes:
+    """Stdout as a binary stream, whatever stdout is."""
+
+    def write(self, data: bytes) -> None:
+        _write_stdout(data)
+
+
+def _print_diffs(writer: Writer, collector: _Collector, out: _Sink, visible: bool) -> None:
+    """Write to OUT the diff of every file the bundle would create or change (VISIBLE: for a terminal)."""
+    import tempfile
+
+    for entry in writer.entries:
+        if entry.status == "same":
+            continue
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as old:
+            try:
+                writer.read_target(entry, old)  # a copy: the target may change while the diff reads it twice
+            except OSError as exc:
+                raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+            _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body(entry.name), out, visible)
+
+
+# --diff keeps (hash, offset) for each line, never the lines: memory stays
+# bounded by these limits, and past them a file is one whole-file hunk.
+DIFF_MAX_LINES: Final = 1 << 18  # lines of one side
+DIFF_MAX_LINE: Final = 1 << 20  # bytes of one line
+DIFF_WORK: Final = 16  # line visits per line of the two sides the alignment may make
+DIFF_GAP_CELLS: Final = 1 << 16  # line pairs difflib may weigh in a region without unique lines
+DIFF_CONTEXT: Final = 3  # lines around each change, as diff -u
+
+if TYPE_CHECKING:
+    Span = tuple[IO[bytes], int, int]  # (stream, start, size): one side's bytes
+    Opcode = tuple[str, int, int, int, int]  # as difflib's: tag, old lines i1:i2, new lines j1:j2
+
+
+def _read_span(stream: IO[bytes], start: int, size: int) -> Iterator[bytes]:
+    """Yield SIZE bytes of STREAM from START in chunks (seeking each time: other readers share it)."""
+    end = start + size
+    while start < end:
+        stream.seek(start)
+        data = stream.read(min(CHUNK_SIZE, end - start))
+        if not data:
+            raise OSError(errno.EIO, "a staged copy was cut short")
+        start += len(data)
+        yield data
+
+
+class _DiffSide:
+    """One side of a diff, after one pass: its line count and, within the limits, each line's hash and offset."""
+
+    def __init__(self, span: Span) -> None:
+        import codecs
+        from array import array
+        from itertools import accumulate
+
+        self.span = span
+        self.lines = 0
+        self.binary = False
+        ids: array[int] | None = array("q")
+        offsets: array[int] | None = array("q", [0])  # where each line starts; then the end
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        carry = b""
+        last = b""
+        for chunk in _read_span(*span):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                self.binary = True
+                break
+            last = chunk[-1:]
+            if ids is None or offsets is None:
+                self.lines += chunk.count(b"\n")
+                continue
+            parts = (carry + chunk if carry else chunk).split(b"\n")
+            carry = parts.pop()
+            self.lines += len(parts)
+            ids.extend(map(hash, parts))
+            offsets.extend(accumulate([len(part) + 1 for part in parts], initial=offsets[-1]))
+            offsets.pop(len(offsets) - len(parts) - 1)  # accumulate repeats the start it was given
+            if self.lines > DIFF_MAX_LINES or len(carry) > DIFF_MAX_LINE:
+                ids = offsets = None
+                carry = b""
+        if not self.binary:
+            try:
+                decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                self.binary = True
+        if last and last != b"\n":  # a last line without LF: not equal to the same text with one
+            self.lines += 1
+            if ids is not None and offsets is not None:
+                ids.append(hash((carry,)))
+                offsets.append(span[2])
+        self.ids = ids
+        self.offsets = offsets
+
+    def byte_range(self, first: int, last: int) -> tuple[int, int]:
+        """Return where lines FIRST to LAST (exclusive) start and end."""
+        if self.offsets is None:  # only the whole side is ever asked for
+            return 0, self.span[2]
+        return self.offsets[first], self.offsets[last]
+
+
+def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: bool = False) -> None:
+    """Write to OUT a unified diff from OLD to NEW for NAME (a new file's OLD is /dev/null).
+
+    Output is what `diff -u` and `patch -p1` agree on, lines split at LF only.
+    Lines are compared by hash and aligned by unique lines first (patience),
+    then difflib on small regions, so the cost stays near n log n; past the
+    limits the file is one whole-file hunk, said in a note line (a line that
+    patch and git apply skip). VISIBLE (a terminal): control characters are
+    shown escaped, so a lone CR cannot hide what comes before it on a line.
+    """
+    before = "/dev/null" if new_file else f"a/{name}"
+    a, b = _DiffSide(old), _DiffSide(new)
+    if a.binary or b.binary:
+        out.write(f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape"))
+        return
+    notes: list[str] = []
+    aligned = None
+    if a.ids is not None and b.ids is not None:
+        aligned = _align(a.ids, b.ids)
+    if aligned is None:
+        runs: list[tuple[int, int, int]] = []
+        notes.append(f"{quote(name)} is shown as one whole-file hunk: it is too large or too costly to compare"
+                     f" line by line ({a.lines} and {b.lines} lines)")
+    else:
+        runs, coarse = aligned
+        if coarse:
+            notes.append(f"some changed regions of {quote(name)} are shown whole: too costly to align line by line")
+    buffered = _Buffered(out)
+    for note in notes:
+        buffered.write(f"splitfile: note: {note}\n".encode("utf-8", "surrogateescape"))
+    buffered.write(f"--- {before}\n+++ b/{name}\n".encode("utf-8", "surrogateescape"))
+    escape = _escaper() if visible else None
+    shown = False
+    for group in _groups(_opcodes(runs, a.lines, b.lines), DIFF_CONTEXT):
+        first, last = group[0], group[-1]
+        old_range = _hunk_range(first[1], last[2])
+        new_range = _hunk_range(first[3], last[4])
+        buffered.write(f"@@ -{old_range} +{new_range} @@\n".encode())
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                shown |= _emit_lines(buffered, b" ", a, i1, i2, escape)
+                continue
+            if tag in ("replace", "delete"):
+                shown |= _emit_lines(buffered, b"-", a, i1, i2, escape)
+            if tag in ("replace", "insert"):
+                shown |= _emit_lines(buffered, b"+", b, j1, j2, escape)
+    if shown:
+        buffered.write(f"splitfile: note: {quote(name)} holds control characters, shown above as escapes such as"
+                       " \\r and \\x1b; piped output keeps them as they are\n".encode("utf-8", "surrogateescape"))
+    buffered.flush()
+
+
+class _Buffered:
+    """Gathers small writes into chunks for OUT."""
+
+    def __init__(self, out: _Sink) -> None:
+        self.out = out
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= CHUNK_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write(b"".join(self.parts))
+            self.parts = []
+            self.size = 0
+
+
+def _escaper() -> Callable[[bytes], tuple[bytes, int]]:
+    """Return a function that makes control characters in text visible; it returns the text and how many.
+
+    Escaped: C0 controls but TAB and LF, a CR not followed by LF, DEL, and C1
+    controls (U+0080 to U+009F, two bytes in UTF-8).
+    """
+    import re
+
+    pattern = re.compile(rb"\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+    def shown(match: re.Match[bytes]) -> bytes:
+        text = match.group()
+        return b"\\r" if text == b"\r" else b"\\x%02x" % text[-1]
+
+    def escape(data: bytes) -> tuple[bytes, int]:
+        return pattern.subn(shown, data)
+
+    return escape
+
+
+def _emit_lines(
+    out: _Buffered, prefix: bytes, side: _DiffSide, first: int, last: int,
+    escape: Callable[[bytes], tuple[bytes, int]] | None,
+) -> bool:
+    """Write lines FIRST to LAST of SIDE to OUT, each after PREFIX, streamed; return whether any was escaped."""
+    begin, end = side.byte_range(first, last)
+    stream, start, _ = side.span
+    at_line_start = True
+    escaped = 0
+    held = b""  # with ESCAPE: a last byte that the next chunk decides about (CR, a C1 lead byte)
+    for data in _read_span(stream, start + begin, end - begin):
+        if escape is not None:
+            data = held + data
+            held = b""
+            if data[-1:] in (b"\r", b"\xc2"):
+                held, data = data[-1:], data[:-1]
+            data, count = escape(data)
+            escaped += count
+        at_line_start = _put_lines(out, prefix, data, at_line_start)
+    if held and escape is not None:
+        data, count = escape(held)
+        escaped += count
+        at_line_start = _put_lines(out, prefix, data, at_line_start)
+    if not at_line_start:
+        out.write(b"\n\\ No newline at end of file\n")
+    return escaped > 0
+
+
+def _put_lines(out: _Buffered, prefix: bytes, data: bytes, at_line_start: bool) -> bool:
+    """Write DATA to OUT with PREFIX at each line start; return whether it ends a line."""
+    if not data:
+        return at_line_start
+    if at_line_start:
+        out.write(prefix)
+    out.write(data[:-1].replace(b"\n", b"\n" + prefix) + data[-1:])
+    return data.endswith(b"\n")
+
+
+def _align(a: Sequence[int], b: Sequence[int]) -> tuple[list[tuple[int, int, int]], bool] | None:
+    """Return the runs of equal lines (i, j, size) between the line ids A and B, in order, and whether some
+    region was left unaligned (shown whole); None when the work would pass the budget.
+
+    Common ends are trimmed; lines unique on both sides anchor the rest (the
+    longest increasing run of them, found with bisect: patience diff); the
+    regions between anchors are done the same way, and one without unique
+    lines goes to difflib when small. Each step is linear in its region, and
+    the total is capped, so the cost stays near n log n.
+    """
     import difflib
 
-    name = entry.name
-    before = "/dev/null" if entry.status == "new" else f"a/{name}"
-    try:
-        old_lines = _diff_lines(old.decode("utf-8"))
-        new_lines = _diff_lines(new.decode("utf-8"))
-    except UnicodeDecodeError:
-        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
-    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
-    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-    if not text:  # a file of the same text under a link, say: still show that it changes
-        text = f"--- {before}\n+++ b/{name}\n"
-    return text.encode("utf-8", "surrogateescape")
+    budget = DIFF_WORK * (len(a) + len(b)) + (1 << 16)
+    runs: list[tuple[int, int, int]] = []
+    coarse = False
+    todo = [(0, len(a), 0, len(b))]
+    while todo:
+        a0, a1, b0, b1 = todo.pop()
+        size = 0
+        while a0 + size < a1 and b0 + size < b1 and a[a0 + size] == b[b0 + size]:
+            size += 1
+        if size:
+            runs.append((a0, b0, size))
+            a0, b0 = a0 + size, b0 + size
+        size = 0
+        while a1 - size > a0 and b1 - size > b0 and a[a1 - size - 1] == b[b1 - size - 1]:
+            size += 1
+        if size:
+            a1, b1 = a1 - size, b1 - size
+            runs.append((a1, b1, size))
+        if a0 == a1 or b0 == b1:
+            continue
+        budget -= (a1 - a0) + (b1 - b0)
+        if budget < 0:
+            return None
+        anchors, common = _unique_pairs(a, a0, a1, b, b0, b1)
+        if anchors:
+            for i, j in anchors:
+                todo.append((a0, i, b0, j))
+                runs.append((i, j, 1))
+                a0, b0 = i + 1, j + 1
+            todo.append((a0, a1, b0, b1))
+        elif common and (a1 - a0) * (b1 - b0) <= DIFF_GAP_CELLS:
+            budget -= (a1 - a0) * (b1 - b0) // 8
+            matcher = difflib.SequenceMatcher(None, a[a0:a1], b[b0:b1], autojunk=False)
+            runs += [(a0 + i, b0 + j, n) for i, j, n in matcher.get_matching_blocks() if n]
+        elif common:
+            coarse = True
+    runs.sort()
+    return runs, coarse
 
 
-def _diff_lines(text: str) -> list[str]:
-    """Split TEXT after each LF only (str.splitlines also splits at CR, form feeds and more)."""
-    lines = text.split("\n")
-    last = lines.pop()
-    return [line + "\n" for line in lines] + ([last] if last else [])
+def _unique_pairs(
+    a: Sequence[int], a0: int, a1: int, b: Sequence[int], b0: int, b1: int
+) -> tuple[list[tuple[int, int]], bool]:
+    """Return the longest increasing run of (i, j) pairs of lines unique in both regions, and whether any line is common."""
+    from bisect import bisect_left
+
+    where: dict[int, int] = {}  # line id: its index in A, or -1 if it is there more than once
+    for i in range(a0, a1):
+        key = a[i]
+        where[key] = -1 if key in where else i
+    pairs: dict[int, tuple[int, int] | None] = {}
+    common = False
+    for j in range(b0, b1):
+        key = b[j]
+        at = where.get(key)
+        if at is None:
+            continue
+        common = True
+        if at >= 0:
+            pairs[key] = None if key in pairs else (at, j)
+    del where
+    found = [pair for pair in pairs.values() if pair is not None]  # in order of j
+    del pairs
+    tails: list[int] = []  # the smallest last i of an increasing run of each length
+    ends: list[int] = []  # where in FOUND that run ends
+    before = [-1] * len(found)
+    for k, (i, _) in enumerate(found):
+        at = bisect_left(tails, i)
+        if at == len(tails):
+            tails.append(i)
+            ends.append(k)
+        else:
+            tails[at] = i
+            ends[at] = k
+        before[k] = ends[at - 1] if at else -1
+    chain: list[tuple[int, int]] = []
+    k = ends[-1] if ends else -1
+    while k >= 0:
+        chain.append(found[k])
+        k = before[k]
+    chain.reverse()
+    return chain, common
+
+
+def _opcodes(runs: list[tuple[int, int, int]], old_lines: int, new_lines: int) -> list[Opcode]:
+    """Return difflib-style opcodes from the equal RUNS, in order."""
+    codes: list[Opcode] = []
+    i = j = 0
+    for ai, bj, size in runs + [(old_lines, new_lines, 0)]:
+        tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
+        if tag:
+            codes.append((tag, i, ai, j, bj))
+        if size:
+            if codes and codes[-1][0] == "equal" and codes[-1][2] == ai:  # two runs that touch: one
+                _, i1, _, j1, _ = codes.pop()
+                codes.append(("equal", i1, ai + size, j1, bj + size))
+            else:
+                codes.append(("equal", ai, ai + size, bj, bj + size))
+        i, j = ai + size, bj + size
+    return codes
+
+
+def _groups(codes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
+    """Yield the hunks of CODES with CONTEXT lines around each change (difflib's get_grouped_opcodes)."""
+    if not codes:
+        return
+    if codes[0][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[0]
+        codes[0] = tag, max(i1, i2 - context), i2, max(j1, j2 - context), j2
+    if codes[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > 2 * context:  # a long unchanged stretch ends a hunk
+            group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+            yield group
+            group = []
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
+
+
+def _hunk_range(start: int, stop: int) -> str:
+    """Return lines START to STOP as a unified diff's hunk header gives them (difflib's rule)."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    return f"{start + 1 if length else start},{length}"
 
 
 def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
     """Run --pack: write the bundle to stdout only if every file could be bundled."""
-    import tempfile
 
-    windows = args.portable or os.name == "nt"
-    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as staged:
-        pack(args.pack, staged, windows, lambda path, message: reporter.warning(f"{quote(path)}: {message}"))
-        staged.seek(0)
-        while True:
-            data = staged.read(CHUNK_SIZE)
-            if not data:
-                break
-            _write_stdout(data)
+    def warn(path: str, message: str) -> None:
+        reporter.warning(f"{quote(path)}: {message}")
+
+    try:
+        pack(args.pack, _StdoutBytes(), portable=args.portable, on_warning=warn)
+    except MemoryError:
+        raise SplitError("out of memory; nothing was written (free some memory and run again)") from None
     return EXIT_OK
 
 
