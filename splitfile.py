@@ -2252,13 +2252,15 @@ def _print_diffs(writer: Writer, collector: _Collector, out: _Sink, visible: boo
 
 # --diff keeps (hash, offset) for each line, never the lines: memory stays
 # bounded by these limits, and past them a file is one whole-file hunk.
-DIFF_MAX_LINES: Final = 1 << 18  # lines of one side
+DIFF_MAX_LINES: Final = 1 << 17  # lines of one side
 DIFF_MAX_LINE: Final = 1 << 20  # bytes of one line
 DIFF_WORK: Final = 16  # line visits per line of the two sides the alignment may make
 DIFF_GAP_CELLS: Final = 1 << 16  # line pairs difflib may weigh in a region without unique lines
 DIFF_CONTEXT: Final = 3  # lines around each change, as diff -u
 
 if TYPE_CHECKING:
+    from array import array
+
     Span = tuple[IO[bytes], int, int]  # (stream, start, size): one side's bytes
     Opcode = tuple[str, int, int, int, int]  # as difflib's: tag, old lines i1:i2, new lines j1:j2
 
@@ -2350,7 +2352,7 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: 
     if a.ids is not None and b.ids is not None:
         aligned = _align(a.ids, b.ids)
     if aligned is None:
-        runs: list[tuple[int, int, int]] = []
+        runs: Sequence[int] = ()
         notes.append(f"{quote(name)} is shown as one whole-file hunk: it is too large or too costly to compare"
                      f" line by line ({a.lines} and {b.lines} lines)")
     else:
@@ -2461,85 +2463,115 @@ def _put_lines(out: _Buffered, prefix: bytes, data: bytes, at_line_start: bool) 
     return data.endswith(b"\n")
 
 
-def _align(a: Sequence[int], b: Sequence[int]) -> tuple[list[tuple[int, int, int]], bool] | None:
-    """Return the runs of equal lines (i, j, size) between the line ids A and B, in order, and whether some
-    region was left unaligned (shown whole); None when the work would pass the budget.
+def _align(a: Sequence[int], b: Sequence[int]) -> tuple[array[int], bool] | None:
+    """Return the runs of equal lines between the line ids A and B, in order, as flat (i, j, size)
+    triples, and whether some region was left unaligned (shown whole); None past the work budget.
 
     Common ends are trimmed; lines unique on both sides anchor the rest (the
     longest increasing run of them, found with bisect: patience diff); the
     regions between anchors are done the same way, and one without unique
-    lines goes to difflib when small. Each step is linear in its region, and
-    the total is capped, so the cost stays near n log n.
+    lines goes to difflib when small. Each step is linear in its region and
+    the total is capped, so the cost stays near n log n. Work items and runs
+    are kept in flat arrays of numbers: a few dozen bytes a line.
     """
     import difflib
+    from array import array
 
     budget = DIFF_WORK * (len(a) + len(b)) + (1 << 16)
-    runs: list[tuple[int, int, int]] = []
+    runs = array("q")
     coarse = False
-    todo = [(0, len(a), 0, len(b))]
+    # Work items, four numbers each: a region (a0, a1, b0, b1), or, with a1 = -1,
+    # a run (i, -1, j, size) to add once the regions before it are done.
+    todo = array("q", [0, len(a), 0, len(b)])
     while todo:
-        a0, a1, b0, b1 = todo.pop()
+        b1, b0, a1, a0 = todo.pop(), todo.pop(), todo.pop(), todo.pop()
+        if a1 < 0:
+            _add_run(runs, a0, b0, b1)
+            continue
         size = 0
         while a0 + size < a1 and b0 + size < b1 and a[a0 + size] == b[b0 + size]:
             size += 1
-        if size:
-            runs.append((a0, b0, size))
-            a0, b0 = a0 + size, b0 + size
+        _add_run(runs, a0, b0, size)
+        a0, b0 = a0 + size, b0 + size
         size = 0
         while a1 - size > a0 and b1 - size > b0 and a[a1 - size - 1] == b[b1 - size - 1]:
             size += 1
         if size:
             a1, b1 = a1 - size, b1 - size
-            runs.append((a1, b1, size))
+            todo.extend((a1, -1, b1, size))
         if a0 == a1 or b0 == b1:
             continue
         budget -= (a1 - a0) + (b1 - b0)
         if budget < 0:
             return None
-        anchors, common = _unique_pairs(a, a0, a1, b, b0, b1)
-        if anchors:
-            for i, j in anchors:
-                todo.append((a0, i, b0, j))
-                runs.append((i, j, 1))
-                a0, b0 = i + 1, j + 1
-            todo.append((a0, a1, b0, b1))
+        anchor_a, anchor_b, common = _unique_pairs(a, a0, a1, b, b0, b1)
+        if anchor_a:
+            # Pushed last to first, so that they are done in order.
+            end_a, end_b = a1, b1
+            for k in range(len(anchor_a) - 1, -1, -1):
+                i, j = anchor_a[k], anchor_b[k]
+                if i + 1 < end_a and j + 1 < end_b:
+                    todo.extend((i + 1, end_a, j + 1, end_b))
+                todo.extend((i, -1, j, 1))
+                end_a, end_b = i, j
+            if a0 < end_a and b0 < end_b:
+                todo.extend((a0, end_a, b0, end_b))
         elif common and (a1 - a0) * (b1 - b0) <= DIFF_GAP_CELLS:
             budget -= (a1 - a0) * (b1 - b0) // 8
             matcher = difflib.SequenceMatcher(None, a[a0:a1], b[b0:b1], autojunk=False)
-            runs += [(a0 + i, b0 + j, n) for i, j, n in matcher.get_matching_blocks() if n]
+            for i, j, n in matcher.get_matching_blocks():
+                _add_run(runs, a0 + i, b0 + j, n)
         elif common:
             coarse = True
-    runs.sort()
     return runs, coarse
+
+
+def _add_run(runs: array[int], i: int, j: int, size: int) -> None:
+    """Append the run of SIZE equal lines at I and J to RUNS, joining it to the last run if they touch."""
+    if not size:
+        return
+    if runs and runs[-3] + runs[-1] == i and runs[-2] + runs[-1] == j:
+        runs[-1] += size
+    else:
+        runs.extend((i, j, size))
 
 
 def _unique_pairs(
     a: Sequence[int], a0: int, a1: int, b: Sequence[int], b0: int, b1: int
-) -> tuple[list[tuple[int, int]], bool]:
-    """Return the longest increasing run of (i, j) pairs of lines unique in both regions, and whether any line is common."""
+) -> tuple[array[int], array[int], bool]:
+    """Return the longest increasing run of line pairs unique in both regions (as the arrays of their i
+    and of their j), and whether the regions have any line in common."""
+    from array import array
     from bisect import bisect_left
 
-    where: dict[int, int] = {}  # line id: its index in A, or -1 if it is there more than once
+    # One dict: a line id's index in A (unique so far), -1 (not usable), or,
+    # once seen in B, -2 - (i << 32 | j).
+    where: dict[int, int] = {}
     for i in range(a0, a1):
         key = a[i]
         where[key] = -1 if key in where else i
-    pairs: dict[int, tuple[int, int] | None] = {}
     common = False
     for j in range(b0, b1):
         key = b[j]
-        at = where.get(key)
-        if at is None:
+        state = where.get(key)
+        if state is None:
             continue
         common = True
-        if at >= 0:
-            pairs[key] = None if key in pairs else (at, j)
+        if state >= 0:
+            where[key] = -2 - (state << 32 | j)
+        elif state < -1:
+            where[key] = -1  # twice in B
+    found_a, found_b = array("q"), array("q")  # in order of j
+    for j in range(b0, b1):
+        state = where.get(b[j], -1)
+        if state < -1 and (-2 - state) & 0xFFFFFFFF == j:
+            found_a.append((-2 - state) >> 32)
+            found_b.append(j)
     del where
-    found = [pair for pair in pairs.values() if pair is not None]  # in order of j
-    del pairs
-    tails: list[int] = []  # the smallest last i of an increasing run of each length
-    ends: list[int] = []  # where in FOUND that run ends
-    before = [-1] * len(found)
-    for k, (i, _) in enumerate(found):
+    tails = array("q")  # the smallest last i of an increasing run of each length
+    ends = array("q")  # where in FOUND that run ends
+    before = array("q", [-1]) * len(found_a)
+    for k, i in enumerate(found_a):
         at = bisect_left(tails, i)
         if at == len(tails):
             tails.append(i)
@@ -2548,51 +2580,48 @@ def _unique_pairs(
             tails[at] = i
             ends[at] = k
         before[k] = ends[at - 1] if at else -1
-    chain: list[tuple[int, int]] = []
+    chain_a, chain_b = array("q"), array("q")
     k = ends[-1] if ends else -1
     while k >= 0:
-        chain.append(found[k])
+        chain_a.append(found_a[k])
+        chain_b.append(found_b[k])
         k = before[k]
-    chain.reverse()
-    return chain, common
+    chain_a.reverse()
+    chain_b.reverse()
+    return chain_a, chain_b, common
 
 
-def _opcodes(runs: list[tuple[int, int, int]], old_lines: int, new_lines: int) -> list[Opcode]:
-    """Return difflib-style opcodes from the equal RUNS, in order."""
-    codes: list[Opcode] = []
+def _opcodes(runs: Sequence[int], old_lines: int, new_lines: int) -> Iterator[Opcode]:
+    """Yield difflib-style opcodes from the equal RUNS (flat, ordered, joined (i, j, size) triples)."""
     i = j = 0
-    for ai, bj, size in runs + [(old_lines, new_lines, 0)]:
+    for k in range(0, len(runs) + 3, 3):
+        ai, bj, size = (runs[k], runs[k + 1], runs[k + 2]) if k < len(runs) else (old_lines, new_lines, 0)
         tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
         if tag:
-            codes.append((tag, i, ai, j, bj))
+            yield tag, i, ai, j, bj
         if size:
-            if codes and codes[-1][0] == "equal" and codes[-1][2] == ai:  # two runs that touch: one
-                _, i1, _, j1, _ = codes.pop()
-                codes.append(("equal", i1, ai + size, j1, bj + size))
-            else:
-                codes.append(("equal", ai, ai + size, bj, bj + size))
+            yield "equal", ai, ai + size, bj, bj + size
         i, j = ai + size, bj + size
-    return codes
 
 
-def _groups(codes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
+def _groups(codes: Iterable[Opcode], context: int) -> Iterator[list[Opcode]]:
     """Yield the hunks of CODES with CONTEXT lines around each change (difflib's get_grouped_opcodes)."""
-    if not codes:
-        return
-    if codes[0][0] == "equal":
-        tag, i1, i2, j1, j2 = codes[0]
-        codes[0] = tag, max(i1, i2 - context), i2, max(j1, j2 - context), j2
-    if codes[-1][0] == "equal":
-        tag, i1, i2, j1, j2 = codes[-1]
-        codes[-1] = tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)
     group: list[Opcode] = []
+    first = True
     for tag, i1, i2, j1, j2 in codes:
+        if first and tag == "equal":  # the leading stretch keeps only its last lines
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        first = False
         if tag == "equal" and i2 - i1 > 2 * context:  # a long unchanged stretch ends a hunk
-            group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
-            yield group
-            group = []
+            if group:
+                group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+                yield group
+                group = []
             i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
         group.append((tag, i1, i2, j1, j2))
+    if group and group[-1][0] == "equal":  # the trailing stretch keeps only its first lines
+        tag, i1, i2, j1, j2 = group.pop()
+        group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
     if group and not (len(group) == 1 and group[0][0] == "equal"):
         yield group
 
