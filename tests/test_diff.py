@@ -1,0 +1,277 @@
+"""--diff (SPEC 6): exact and appliable output, a bounded cost, escapes on a terminal, bounded memory."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import random
+import shutil
+import subprocess
+import sys
+import unittest
+from unittest import mock
+
+from tests.helpers import SCRIPT, TempDirTest, bundle, make_tree, run, splitfile
+
+PATCH = shutil.which("patch")
+GIT = shutil.which("git")
+
+
+def diff_of(old: bytes, new: bytes, name: str = "f.txt", visible: bool = False, new_file: bool = False) -> bytes:
+    """Return splitfile's diff from OLD to NEW, made in memory."""
+    out = io.BytesIO()
+    splitfile._diff(name, new_file, (io.BytesIO(old), 0, len(old)), (io.BytesIO(new), 0, len(new)), out, visible)
+    return out.getvalue()
+
+
+def random_text(rng: random.Random, lines: int, alphabet: list[bytes]) -> bytes:
+    text = b"".join(rng.choice(alphabet) for _ in range(lines))
+    return text.rstrip(b"\n") if rng.random() < 0.25 else text
+
+
+class AppliesTest(TempDirTest):
+    """Whatever the diff's shape, the real tools turn the old file into the new one with it."""
+
+    def apply(self, tool: str, old: bytes, patch: bytes, name: str = "f.txt") -> bytes:
+        work = os.path.join(self.tmp, "apply")
+        shutil.rmtree(work, ignore_errors=True)
+        make_tree(work, {name: old})
+        argv = ["patch", "-s", "-p1"] if tool == "patch" else ["git", "apply", "--unsafe-paths", "-"]
+        result = subprocess.run(argv, input=patch, cwd=work, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, (result.stdout, result.stderr, patch[:2000]))
+        with open(os.path.join(work, name), "rb") as f:
+            return f.read()
+
+    def check_applies(self, old: bytes, new: bytes) -> bytes:
+        patch = diff_of(old, new)
+        for tool, found in (("patch", PATCH), ("git", GIT)):
+            if found and old != new:
+                self.assertEqual(self.apply(tool, old, patch), new, patch)
+        return patch
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_random_diffs_apply_with_patch_and_git(self) -> None:
+        rng = random.Random(9)
+        alphabet = [b"a\n", b"b\n", b"}\n", b"\n", b"x\ry\n", b"\tz\r\n"] + [b"%d\n" % n for n in range(30)]
+        for case in range(40):
+            with self.subTest(case=case):
+                self.check_applies(random_text(rng, rng.randrange(60), alphabet),
+                                   random_text(rng, rng.randrange(60), alphabet))
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_every_other_line_changed_applies(self) -> None:
+        # difflib took 28 s on a file like this one; the alignment by unique lines takes well under one.
+        old = b"".join(b"    value_%d = compute(%d)  # some source\n" % (i, i) for i in range(14000))
+        new = b"".join(line.replace(b"compute", b"changed") if i % 2 else line
+                       for i, line in enumerate(old.splitlines(keepends=True)))
+        self.assertGreater(len(old), 590_000)
+        patch = self.check_applies(old, new)
+        self.assertNotIn(b"splitfile: note", patch)
+        self.assertEqual(patch.count(b"\n-"), 7000)  # only the changed lines, not a whole-file hunk
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_past_the_budget_one_whole_file_hunk_with_a_note(self) -> None:
+        old = b"".join(b"old %d\n" % i for i in range(50)) + b"same\n"
+        new = b"same\n" + b"".join(b"new %d\n" % i for i in range(40)) + b"end"
+        with mock.patch.object(splitfile, "DIFF_MAX_LINES", 20):
+            patch = self.check_applies(old, new)
+        lines = patch.split(b"\n")
+        self.assertEqual(lines[0], b"splitfile: note: 'f.txt' is shown as one whole-file hunk: it is too large or"
+                                   b" too costly to compare line by line (51 and 42 lines)")
+        self.assertEqual(lines[1:4], [b"--- a/f.txt", b"+++ b/f.txt", b"@@ -1,51 +1,42 @@"])
+        self.assertEqual(sum(line.startswith(b"-") for line in lines[4:]), 51)
+        self.assertEqual(sum(line.startswith(b"+") for line in lines[4:]), 42)
+        self.assertEqual(lines[-3:], [b"+end", b"\\ No newline at end of file", b""])
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_a_line_too_long_to_hash_gives_a_whole_file_hunk(self) -> None:
+        old = b"a\n" + b"y" * 5000 + b"\nb\n"
+        with mock.patch.object(splitfile, "DIFF_MAX_LINE", 1000), mock.patch.object(splitfile, "CHUNK_SIZE", 512):
+            patch = self.check_applies(old, old.replace(b"b", b"c"))
+        self.assertIn(b"whole-file hunk", patch)
+        self.assertIn(b"@@ -1,3 +1,3 @@", patch)
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_a_region_too_costly_to_align_is_shown_whole_with_a_note(self) -> None:
+        old = b"".join(b"%d\n" % (i % 7) for i in range(300))
+        new = b"".join(b"%d\n" % (i % 5) for i in range(300))
+        with mock.patch.object(splitfile, "DIFF_GAP_CELLS", 100):
+            patch = self.check_applies(old, new)
+        self.assertIn(b"splitfile: note: some changed regions of 'f.txt' are shown whole", patch)
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_small_chunks_give_the_same_diff(self) -> None:
+        rng = random.Random(4)
+        alphabet = [b"a\n", b"bb\n", b"\xc3\xa9\n", b"\xe2\x82\xac\r\n", b"x\x1by\n"]
+        for case in range(20):
+            old, new = random_text(rng, 40, alphabet), random_text(rng, 40, alphabet)
+            with self.subTest(case=case):
+                whole = diff_of(old, new)
+                with mock.patch.object(splitfile, "CHUNK_SIZE", rng.randrange(1, 9)):
+                    self.assertEqual(diff_of(old, new), whole)
+                    self.assertEqual(diff_of(old, new, visible=True), diff_of(old, new, visible=True))
+
+    def test_same_hunks_as_difflib(self) -> None:
+        import difflib
+        from array import array
+
+        rng = random.Random(2)
+        for case in range(300):
+            a = [rng.choice("abcde") for _ in range(rng.randrange(40))]
+            b = [rng.choice("abcdf") for _ in range(rng.randrange(40))]
+            matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+            runs = array("q")
+            for i, j, n in matcher.get_matching_blocks():
+                splitfile._add_run(runs, i, j, n)
+            with self.subTest(case=case):
+                self.assertEqual(list(splitfile._groups(splitfile._opcodes(runs, len(a), len(b)), 3)),
+                                 list(matcher.get_grouped_opcodes(3)))
+
+
+class TerminalTest(TempDirTest):
+    EVIL = b'import os; os.system("echo PWNED")\r# just a comment\n'
+
+    def test_control_characters_are_escaped_for_a_terminal_only(self) -> None:
+        old = b"keep\n"
+        new = b"keep\n" + self.EVIL + b"\x1b[2Jclear\xc2\x85\tTab\r\n" + b"last\r"
+        shown = diff_of(old, new, visible=True)
+        self.assertEqual(shown.decode(), (
+            "--- a/f.txt\n+++ b/f.txt\n@@ -1 +1,4 @@\n keep\n"
+            '+import os; os.system("echo PWNED")\\r# just a comment\n'
+            "+\\x1b[2Jclear\\x85\tTab\r\n"
+            "+last\\r\n\\ No newline at end of file\n"
+            "splitfile: note: 'f.txt' holds control characters, shown above as escapes such as \\r and \\x1b;"
+            " piped output keeps them as they are\n"
+        ))
+        piped = diff_of(old, new)
+        self.assertIn(b"+" + self.EVIL, piped)
+        self.assertNotIn(b"splitfile: note", piped)
+        self.assertNotIn(b"splitfile: note", diff_of(b"a\r\n", b"b\r\n", visible=True))  # CRLF is no trick
+
+    @unittest.skipUnless(os.name == "posix", "needs a pseudo-terminal")
+    def test_a_real_terminal_sees_the_hidden_half(self) -> None:
+        make_tree(self.dest, {"tool.py": b"print('hi')\n"})
+        path = self.write_bundle(bundle(("tool.py", self.EVIL)))
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, SCRIPT, path, "--diff", "-o", self.dest], stdout=follower,
+                                stderr=subprocess.PIPE)
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+        os.close(leader)
+        proc.wait(timeout=60)
+        assert proc.stderr is not None
+        proc.stderr.close()
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn(b'+import os; os.system("echo PWNED")\\r# just a comment', screen)
+        self.assertNotIn(b"\r#", screen)
+        self.assertIn(b"holds control characters", screen)
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_piped_output_is_raw_and_applies(self) -> None:
+        make_tree(self.dest, {"tool.py": b"print('hi')\n"})
+        path = self.write_bundle(bundle(("tool.py", self.EVIL)))
+        result = subprocess.run([sys.executable, SCRIPT, path, "--diff", "-o", self.dest], capture_output=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(b"+" + self.EVIL, result.stdout)
+        subprocess.run(["patch", "-s", "-p1"], input=result.stdout, cwd=self.dest, check=True, timeout=60)
+        with open(os.path.join(self.dest, "tool.py"), "rb") as f:
+            self.assertEqual(f.read(), self.EVIL)
+
+
+class CliTest(TempDirTest):
+    def test_target_copy_and_kept_bodies_stream_in_chunks(self) -> None:
+        make_tree(self.dest, {"a.txt": b"1\n2\n3\n", "b.txt": b"x\n"})
+        path = self.write_bundle(bundle(("a.txt", b"1\n2\nthree\n"), ("b.txt", b"x\n"), ("c.txt", b"new\n")))
+        with mock.patch.object(splitfile, "CHUNK_SIZE", 2):
+            result = run([path, "--diff", "-o", self.dest])
+            printed = run([path, "-p", "c.txt", "-p", "a.txt"])
+        self.assertEqual((result.code, result.err), (0, ""))
+        self.assertEqual(result.out, b"--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n 1\n 2\n-3\n+three\n"
+                                     b"--- /dev/null\n+++ b/c.txt\n@@ -0,0 +1 @@\n+new\n")
+        self.assertEqual((printed.code, printed.out), (0, b"new\n1\n2\nthree\n"))
+
+    def test_kept_bodies_spill_to_disk(self) -> None:
+        body = b"".join(b"line %d\n" % i for i in range(200_000))  # 2.3 MB: more than the spool keeps in memory
+        path = self.write_bundle(bundle(("big.txt", body), ("small.txt", b"s\n")))
+        result = run([path, "-p", "big.txt", "-p", "small.txt", "-p", "big.txt"])
+        self.assertEqual(result.out, body + b"s\n" + body)
+
+    def test_out_of_memory_is_an_error_line(self) -> None:
+        path = self.write_bundle(bundle(("a.txt", b"a\n")))
+        with mock.patch.object(splitfile, "_print_diffs", side_effect=MemoryError):
+            result = run([path, "--diff", "-o", self.dest])
+        self.assertEqual((result.code, result.out), (1, b""))
+        self.assertEqual(result.err, "splitfile: error: bundle.txt: out of memory; nothing was written"
+                                     " (free some memory and run again)\n")
+
+
+LIMITED = r"""
+import resource, runpy, sys
+limit = int(sys.argv.pop(1))
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + limit, vm + limit))
+sys.argv[0] = sys.argv[1]
+del sys.argv[1]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "needs /proc and RLIMIT_AS")
+class MemoryTest(TempDirTest):
+    """A 300 MB body under an address-space limit of 200 MB above the interpreter's own."""
+
+    SIZE = 300_000_000
+
+    def setUp(self) -> None:
+        super().setUp()
+        line = b"x" * 99 + b"\n"
+        path = os.path.join(self.tmp, "big-bundle.txt")
+        with open(path, "wb") as f:
+            f.write(b"<<<FILE huge.txt>>>\n")
+            block = line * 10_000
+            for _ in range(self.SIZE // len(block)):
+                f.write(block)
+            f.write(b"<<<END huge.txt>>>\n")
+        self.bundle = path
+        self.addCleanup(os.remove, path)
+
+    def limited(self, argv: list[str], out: str) -> subprocess.CompletedProcess[bytes]:
+        with open(out, "wb") as f:
+            return subprocess.run([sys.executable, "-c", LIMITED, str(200 << 20), SCRIPT, *argv], stdout=f,
+                                  stderr=subprocess.PIPE, timeout=300)
+
+    def test_diff_print_and_pack_of_a_huge_body_stay_within_the_limit(self) -> None:
+        out = os.path.join(self.tmp, "out")
+        size = self.SIZE
+        result = self.limited([self.bundle, "-p", "huge.txt"], out)
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(os.path.getsize(out), size)
+        result = self.limited([self.bundle, "--diff", "-o", self.dest], out)
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        with open(out, "rb") as f:
+            head = f.read(300)
+        self.assertTrue(head.startswith(b"splitfile: note: 'huge.txt' is shown as one whole-file hunk"), head)
+        self.assertIn(b"--- /dev/null\n+++ b/huge.txt\n@@ -0,0 +1,3000000 @@\n+xxx", head)
+        self.assertEqual(os.path.getsize(out), head.index(b"\n+x") + 1 + size + 3_000_000)  # a "+" a line
+        self.assertNoTraceback(result.stderr.decode())
+        with open(out, "wb") as f:
+            result = subprocess.run([sys.executable, "-c", LIMITED, str(200 << 20), SCRIPT, "--pack", "big-bundle.txt"],
+                                    stdout=f, stderr=subprocess.PIPE, timeout=300, cwd=self.tmp)
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        markers = len(b"<<<FILE big-bundle.txt>>>\n<<<END big-bundle.txt>>>\n")
+        self.assertEqual(os.path.getsize(out), os.path.getsize(self.bundle) + markers)
+
+
+if __name__ == "__main__":
+    unittest.main()
