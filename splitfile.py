@@ -1675,6 +1675,7 @@ def _body_problems(check: _BodyCheck) -> list[str]:
 
 
 def _identity(st: os.stat_result) -> Scanned:
+    """Return what tells the file or folder ST describes from any other: (st_dev, st_ino)."""
     return st.st_dev, st.st_ino
 
 
@@ -1725,6 +1726,7 @@ def _pack_folder(
 
 
 def _changed(path: str) -> DiskError:
+    """Return the error for PATH found to be no longer what the scan saw."""
     return DiskError(f"cannot read {quote(path)}: it changed while the tree was being packed; run --pack again")
 
 
@@ -2003,6 +2005,7 @@ class _Collector:
         return self._spool
 
     def add(self, name: str, origin: Origin) -> Entry | None:
+        """Note NAME, from ORIGIN, and start keeping its body if it is wanted; None if it cannot be written."""
         self.names.append(name)
         self._kept = None
         entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
@@ -2012,12 +2015,14 @@ class _Collector:
         return entry
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
+        """Take DATA, the next piece of ENTRY's body."""
         if self.writer:
             self.writer.write(entry, data)
         if entry is self._kept:
             self.spool.write(data)
 
     def end(self, entry: Entry) -> None:
+        """Finish ENTRY's body."""
         if self.writer:
             self.writer.end(entry)
         if entry is self._kept:
@@ -2232,6 +2237,7 @@ class _StdoutBytes:
     """Stdout as a binary stream, whatever stdout is."""
 
     def write(self, data: bytes) -> None:
+        """Write DATA to stdout."""
         _write_stdout(data)
 
 
@@ -2283,7 +2289,7 @@ class _DiffSide:
     def __init__(self, span: Span) -> None:
         import codecs
         from array import array
-        from itertools import accumulate
+        from itertools import accumulate, islice
 
         self.span = span
         self.lines = 0
@@ -2307,8 +2313,7 @@ class _DiffSide:
             carry = parts.pop()
             self.lines += len(parts)
             ids.extend(map(hash, parts))
-            offsets.extend(accumulate([len(part) + 1 for part in parts], initial=offsets[-1]))
-            offsets.pop(len(offsets) - len(parts) - 1)  # accumulate repeats the start it was given
+            offsets.extend(islice(accumulate([len(part) + 1 for part in parts], initial=offsets[-1]), 1, None))
             if self.lines > DIFF_MAX_LINES or len(carry) > DIFF_MAX_LINE:
                 ids = offsets = None
                 carry = b""
@@ -2348,11 +2353,13 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: 
         out.write(f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape"))
         return
     notes: list[str] = []
+    runs: Sequence[int] = ()
     aligned = None
-    if a.ids is not None and b.ids is not None:
+    if not a.lines or not b.lines:  # all new or all gone: one hunk is the whole truth
+        aligned = runs, False
+    elif a.ids is not None and b.ids is not None:
         aligned = _align(a.ids, b.ids)
     if aligned is None:
-        runs: Sequence[int] = ()
         notes.append(f"{quote(name)} is shown as one whole-file hunk: it is too large or too costly to compare"
                      f" line by line ({a.lines} and {b.lines} lines)")
     else:
@@ -2393,12 +2400,14 @@ class _Buffered:
         self.size = 0
 
     def write(self, data: bytes) -> None:
+        """Take DATA; pass the gathered writes on once they fill a chunk."""
         self.parts.append(data)
         self.size += len(data)
         if self.size >= CHUNK_SIZE:
             self.flush()
 
     def flush(self) -> None:
+        """Pass every gathered write on to OUT."""
         if self.parts:
             self.out.write(b"".join(self.parts))
             self.parts = []
