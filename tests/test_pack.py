@@ -182,6 +182,26 @@ class HostileTreeTest(TempDirTest):
         self.assertIn("reserved device name", caught.exception.message)
 
 
+class WithoutScandirFdTest(HostileTreeTest):
+    """The same walk where scandir cannot take a descriptor (Windows): folders are checked with lstat."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        patcher = mock.patch.object(os, "supports_fd", os.supports_fd - {os.scandir})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+
+class PackCliTest(TempDirTest):
+    def test_out_of_memory_is_an_error_line(self) -> None:
+        make_tree(self.tmp, {"a.txt": b"a\n"})
+        with mock.patch.object(splitfile, "_format_file", side_effect=MemoryError):
+            result = run(["--pack", "a.txt"])
+        self.assertEqual((result.code, result.out), (1, b""))
+        self.assertEqual(result.err, "splitfile: error: out of memory; nothing was written"
+                                     " (free some memory and run again)\n")
+
+
 class FormatTest(unittest.TestCase):
     def test_format_gives_a_bundle_the_parser_reads_back(self) -> None:
         files = [("a.txt", b"one\n"), ("dir/b.md", b""), ("c", b"<<<FILE x>>>\n<<<END x>>>\n<<<END c>>> \r\n")]
