@@ -2359,6 +2359,8 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: 
         aligned = runs, False
     elif a.ids is not None and b.ids is not None:
         aligned = _align(a.ids, b.ids)
+    if aligned is not None and not _runs_equal(a, b, aligned[0]):  # a hash collision: trust no run
+        aligned = None
     if aligned is None:
         notes.append(f"{quote(name)} is shown as one whole-file hunk: it is too large or too costly to compare"
                      f" line by line ({a.lines} and {b.lines} lines)")
@@ -2389,6 +2391,25 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: 
         buffered.write(f"splitfile: note: {quote(name)} holds control characters, shown above as escapes such as"
                        " \\r and \\x1b; piped output keeps them as they are\n".encode("utf-8", "surrogateescape"))
     buffered.flush()
+
+
+def _runs_equal(a: _DiffSide, b: _DiffSide, runs: Sequence[int]) -> bool:
+    """Tell whether every run of lines that the hashes call equal is equal byte for byte.
+
+    Lines were compared by hash; a diff that shows a changed line as
+    unchanged context must not be possible, even with a chosen hash seed.
+    """
+    for k in range(0, len(runs), 3):
+        i, j, size = runs[k], runs[k + 1], runs[k + 2]
+        old_begin, old_end = a.byte_range(i, i + size)
+        new_begin, new_end = b.byte_range(j, j + size)
+        if old_end - old_begin != new_end - new_begin:
+            return False
+        old_chunks = _read_span(a.span[0], a.span[1] + old_begin, old_end - old_begin)
+        new_chunks = _read_span(b.span[0], b.span[1] + new_begin, new_end - new_begin)
+        if any(x != y for x, y in zip(old_chunks, new_chunks)):  # same sizes asked for: same chunk edges
+            return False
+    return True
 
 
 class _Buffered:

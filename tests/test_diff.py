@@ -101,6 +101,16 @@ class AppliesTest(TempDirTest):
         self.assertIn(b"splitfile: note: some changed regions of 'f.txt' are shown whole", patch)
 
     @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_lines_whose_hashes_collide_are_never_shown_as_unchanged(self) -> None:
+        old = b"same\nold line\nsame too\n"
+        new = b"same\nnew line\nsame too\n"
+        with mock.patch.object(splitfile, "hash", lambda value: 0, create=True):  # every line collides
+            patch = self.check_applies(old, new)
+        self.assertIn(b"-old line\n", patch)
+        self.assertIn(b"+new line\n", patch)
+        self.assertIn(b"whole-file hunk", patch)
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
     def test_small_chunks_give_the_same_diff(self) -> None:
         rng = random.Random(4)
         alphabet = [b"a\n", b"bb\n", b"\xc3\xa9\n", b"\xe2\x82\xac\r\n", b"x\x1by\n"]
