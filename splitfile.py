@@ -1486,7 +1486,7 @@ SPOOL_MEMORY: Final = 1 << 20
 
 if TYPE_CHECKING:
 
-    class _Sink(Protocol):
+    class _ByteSink(Protocol):
         """Where a bundle or a diff is written: a binary stream, or anything with its write()."""
 
         def write(self, data: bytes, /) -> object: ...
@@ -1598,7 +1598,7 @@ def _holds_line(buf: bytes, close: bytes, start: int, end: int) -> bool:
             return True
 
 
-def _format_file(name: str, chunks: Iterable[bytes], out: _Sink, add_newline: bool) -> _BodyCheck:
+def _format_file(name: str, chunks: Iterable[bytes], out: _ByteSink, add_newline: bool) -> _BodyCheck:
     """Write the block of NAME with its body CHUNKS to OUT; return what the body check found.
 
     The caller decides what the check refuses. Reading stops at the first
@@ -1795,7 +1795,7 @@ def _read_fd(fd: int, path: str) -> Iterator[bytes]:
 
 def pack(
     paths: Sequence[str],
-    out: _Sink,
+    out: _ByteSink,
     *,
     portable: bool = False,
     on_warning: Callable[[str, str], None] | None = None,
@@ -1985,9 +1985,9 @@ class _Collector:
     file, so memory stays bounded whatever their sizes; each costs two numbers.
     """
 
-    def __init__(self, wanted: Iterable[str] = (), writer: Writer | None = None) -> None:
+    def __init__(self, wanted: Iterable[str] | None = (), writer: Writer | None = None) -> None:
         self.names: list[str] = []
-        self.wanted = set(wanted)
+        self.wanted = None if wanted is None else set(wanted)  # None: every body
         self.bodies: dict[str, tuple[int, int]] = {}  # name: (start, size) in the spool
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
         self._spool: IO[bytes] | None = None
@@ -2009,7 +2009,7 @@ class _Collector:
         self.names.append(name)
         self._kept = None
         entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
-        if entry is not None and (self.writer or name in self.wanted):
+        if entry is not None and (self.writer or self.wanted is None or name in self.wanted):
             self._kept = entry
             self._start = self.spool.seek(0, os.SEEK_END)
         return entry
@@ -2029,8 +2029,12 @@ class _Collector:
             self.bodies[entry.name] = (self._start, self.spool.tell() - self._start)
             self._kept = None
 
-    def body(self, name: str) -> tuple[IO[bytes], int, int]:
-        """Return where the body of NAME is kept: (stream, start, size)."""
+    def body(self, name: str) -> bytes:
+        """Return the whole body of NAME (in memory: for callers that want bytes)."""
+        return b"".join(_read_span(*self.body_span(name)))
+
+    def body_span(self, name: str) -> Span:
+        """Return where the body of NAME is kept, to be read in chunks: (stream, start, size)."""
         start, size = self.bodies[name]
         return self.spool, start, size
 
@@ -2222,7 +2226,7 @@ def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Eve
             if missing:
                 raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
             for name in args.print_names:
-                for data in _read_span(*collector.body(name)):
+                for data in _read_span(*collector.body_span(name)):
                     _write_stdout(data)
         elif writer:
             _print_diffs(writer, collector, _StdoutBytes(), _is_terminal(sys.stdout))
@@ -2241,19 +2245,23 @@ class _StdoutBytes:
         _write_stdout(data)
 
 
-def _print_diffs(writer: Writer, collector: _Collector, out: _Sink, visible: bool) -> None:
+def _print_diffs(writer: Writer, collector: _Collector, out: _ByteSink, visible: bool) -> None:
     """Write to OUT the diff of every file the bundle would create or change (VISIBLE: for a terminal)."""
+    for entry in writer.entries:
+        if entry.status != "same":
+            _diff_entry(writer, collector, entry, out, visible)
+
+
+def _diff_entry(writer: Writer, collector: _Collector, entry: Entry, out: _ByteSink, visible: bool) -> None:
+    """Write to OUT the diff from ENTRY's target to its body kept by COLLECTOR (VISIBLE: for a terminal)."""
     import tempfile
 
-    for entry in writer.entries:
-        if entry.status == "same":
-            continue
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as old:
-            try:
-                writer.read_target(entry, old)  # a copy: the target may change while the diff reads it twice
-            except OSError as exc:
-                raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
-            _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body(entry.name), out, visible)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as old:
+        try:
+            writer.read_target(entry, old)  # a copy: the target may change while the diff reads it twice
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+        _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body_span(entry.name), out, visible)
 
 
 # --diff keeps (hash, offset) for each line, never the lines: memory stays
@@ -2337,7 +2345,7 @@ class _DiffSide:
         return self.offsets[first], self.offsets[last]
 
 
-def _diff(name: str, new_file: bool, old: Span, new: Span, out: _Sink, visible: bool = False) -> None:
+def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visible: bool = False) -> None:
     """Write to OUT a unified diff from OLD to NEW for NAME (a new file's OLD is /dev/null).
 
     Output is what `diff -u` and `patch -p1` agree on, lines split at LF only.
@@ -2415,7 +2423,7 @@ def _runs_equal(a: _DiffSide, b: _DiffSide, runs: Sequence[int]) -> bool:
 class _Buffered:
     """Gathers small writes into chunks for OUT."""
 
-    def __init__(self, out: _Sink) -> None:
+    def __init__(self, out: _ByteSink) -> None:
         self.out = out
         self.parts: list[bytes] = []
         self.size = 0

@@ -216,6 +216,28 @@ class CliTest(TempDirTest):
         result = run([path, "-p", "big.txt", "-p", "small.txt", "-p", "big.txt"])
         self.assertEqual(result.out, body + b"s\n" + body)
 
+    def test_the_collector_keeps_bodies_back_to_back(self) -> None:
+        collector = splitfile._Collector(None)  # None: every body
+        self.addCleanup(collector.close)
+        for name, pieces in (("a", [b"1\n", b"2\n"]), ("b", []), ("c", [b"x" * (3 << 20), b"\n"])):
+            entry = collector.add(name, 0)
+            assert entry is not None
+            for piece in pieces:
+                collector.write(entry, memoryview(piece))
+            collector.end(entry)
+        self.assertEqual(collector.names, ["a", "b", "c"])
+        self.assertEqual([collector.body(name) for name in "abc"], [b"1\n2\n", b"", b"x" * (3 << 20) + b"\n"])
+        stream, start, size = collector.body_span("c")
+        self.assertEqual((start, size), (4, (3 << 20) + 1))
+        picky = splitfile._Collector(["a"])
+        self.addCleanup(picky.close)
+        for name in "ba":
+            entry = picky.add(name, 0)
+            assert entry is not None
+            picky.write(entry, memoryview(name.encode() + b"\n"))
+            picky.end(entry)
+        self.assertEqual(picky.bodies, {"a": (0, 2)})
+
     def test_out_of_memory_is_an_error_line(self) -> None:
         path = self.write_bundle(bundle(("a.txt", b"a\n")))
         with mock.patch.object(splitfile, "_print_diffs", side_effect=MemoryError):
