@@ -2356,8 +2356,10 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
     shown escaped, so a lone CR cannot hide what comes before it on a line.
     """
     before = "/dev/null" if new_file else f"a/{name}"
-    a, b = _DiffSide(old), _DiffSide(new)
-    if a.binary or b.binary:
+    head, head_lines, tail, text = _common_ends(old, new)
+    a = _DiffSide((old[0], old[1] + head, old[2] - head - tail))
+    b = _DiffSide((new[0], new[1] + head, new[2] - head - tail))
+    if not text or a.binary or b.binary:
         out.write(f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape"))
         return
     notes: list[str] = []
@@ -2370,8 +2372,8 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
     if aligned is not None and not _runs_equal(a, b, aligned[0]):  # a hash collision: trust no run
         aligned = None
     if aligned is None:
-        notes.append(f"{quote(name)} is shown as one whole-file hunk: it is too large or too costly to compare"
-                     f" line by line ({a.lines} and {b.lines} lines)")
+        notes.append(f"the changes to {quote(name)} are shown as one hunk: too large or too costly to compare"
+                     f" line by line ({a.lines} and {b.lines} lines between the first and the last change)")
     else:
         runs, coarse = aligned
         if coarse:
@@ -2384,8 +2386,8 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
     shown = False
     for group in _groups(_opcodes(runs, a.lines, b.lines), DIFF_CONTEXT):
         first, last = group[0], group[-1]
-        old_range = _hunk_range(first[1], last[2])
-        new_range = _hunk_range(first[3], last[4])
+        old_range = _hunk_range(head_lines + first[1], head_lines + last[2])
+        new_range = _hunk_range(head_lines + first[3], head_lines + last[4])
         buffered.write(f"@@ -{old_range} +{new_range} @@\n".encode())
         for tag, i1, i2, j1, j2 in group:
             if tag == "equal":
@@ -2399,6 +2401,99 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
         buffered.write(f"splitfile: note: {quote(name)} holds control characters, shown above as escapes such as"
                        " \\r and \\x1b; piped output keeps them as they are\n".encode("utf-8", "surrogateescape"))
     buffered.flush()
+
+
+def _common_ends(old: Span, new: Span) -> tuple[int, int, int, bool]:
+    """Return (head, head_lines, tail, text): the bytes of the whole lines both sides start with and how many
+    lines they are, the bytes of the whole lines both end with, and whether the common bytes are UTF-8.
+
+    Both keep DIFF_CONTEXT lines out, for the hunks' context. Found by
+    reading both sides in step from each end, so a large file with a change
+    in one place is compared only around it; the tail never reaches into
+    the head.
+    """
+    import codecs
+    from collections import deque
+
+    (a, a_start, a_size), (b, b_start, b_size) = old, new
+    limit = min(a_size, b_size)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = True
+    newlines = 0
+    last: deque[int] = deque(maxlen=DIFF_CONTEXT + 1)  # where the last newlines of the common start are
+    pos = 0
+    while pos < limit:
+        size = min(CHUNK_SIZE, limit - pos)
+        x, y = _read_at(a, a_start + pos, size), _read_at(b, b_start + pos, size)
+        same = size if x == y else _common_length(x, y, False)
+        piece = x if same == size else x[:same]
+        if text:
+            try:
+                decoder.decode(piece)
+            except UnicodeDecodeError:
+                text = False
+        newlines += piece.count(b"\n")
+        found: list[int] = []
+        at = len(piece)
+        while len(found) <= DIFF_CONTEXT:
+            at = piece.rfind(b"\n", 0, at)
+            if at < 0:
+                break
+            found.append(pos + at)
+        last.extend(reversed(found))
+        pos += same
+        if same < size:
+            break
+    head = head_lines = 0
+    if newlines > DIFF_CONTEXT:
+        head, head_lines = last[0] + 1, newlines - DIFF_CONTEXT
+    room = limit - (last[-1] + 1 if last else 0)  # the tail may not take a line of the head
+    near: list[int] = []  # the newlines of the common end nearest its start, as distances from the end
+    back = 0
+    while back < room:
+        size = min(CHUNK_SIZE, room - back)
+        x = _read_at(a, a_start + a_size - back - size, size)
+        y = _read_at(b, b_start + b_size - back - size, size)
+        same = size if x == y else _common_length(x, y, True)
+        piece = x if same == size else x[size - same:]
+        found = []
+        at = -1
+        while len(found) <= DIFF_CONTEXT:
+            at = piece.find(b"\n", at + 1)
+            if at < 0:
+                break
+            found.append(back + same - at)
+        near = (found + near)[:DIFF_CONTEXT + 1]
+        back += same
+        if same < size:
+            break
+    tail = near[DIFF_CONTEXT] - 1 if len(near) > DIFF_CONTEXT else 0
+    if text and tail:
+        try:
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            for chunk in _read_span(a, a_start + a_size - tail, tail):
+                decoder.decode(chunk)
+            decoder.decode(b"", True)
+        except UnicodeDecodeError:
+            text = False
+    return head, head_lines, tail, text
+
+
+def _read_at(stream: IO[bytes], start: int, size: int) -> bytes:
+    """Return SIZE bytes of STREAM from START."""
+    return b"".join(_read_span(stream, start, size))
+
+
+def _common_length(x: bytes, y: bytes, from_end: bool) -> int:
+    """Return how many bytes X and Y (of one length) have in common at their start, or at their end."""
+    low, high = 0, len(x)
+    while low < high:  # bisect: slices are compared in C
+        mid = (low + high + 1) // 2
+        if (x[len(x) - mid:] == y[len(y) - mid:]) if from_end else (x[:mid] == y[:mid]):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _runs_equal(a: _DiffSide, b: _DiffSide, runs: Sequence[int]) -> bool:

@@ -77,8 +77,9 @@ class AppliesTest(TempDirTest):
         with mock.patch.object(splitfile, "DIFF_MAX_LINES", 20):
             patch = self.check_applies(old, new)
         lines = patch.split(b"\n")
-        self.assertEqual(lines[0], b"splitfile: note: 'f.txt' is shown as one whole-file hunk: it is too large or"
-                                   b" too costly to compare line by line (51 and 42 lines)")
+        self.assertEqual(lines[0], b"splitfile: note: the changes to 'f.txt' are shown as one hunk: too large or"
+                                   b" too costly to compare line by line (51 and 42 lines between the first and the"
+                                   b" last change)")
         self.assertEqual(lines[1:4], [b"--- a/f.txt", b"+++ b/f.txt", b"@@ -1,51 +1,42 @@"])
         self.assertEqual(sum(line.startswith(b"-") for line in lines[4:]), 51)
         self.assertEqual(sum(line.startswith(b"+") for line in lines[4:]), 42)
@@ -89,7 +90,7 @@ class AppliesTest(TempDirTest):
         old = b"a\n" + b"y" * 5000 + b"\nb\n"
         with mock.patch.object(splitfile, "DIFF_MAX_LINE", 1000), mock.patch.object(splitfile, "CHUNK_SIZE", 512):
             patch = self.check_applies(old, old.replace(b"b", b"c"))
-        self.assertIn(b"whole-file hunk", patch)
+        self.assertIn(b"are shown as one hunk", patch)
         self.assertIn(b"@@ -1,3 +1,3 @@", patch)
 
     @unittest.skipUnless(PATCH, "patch is not installed")
@@ -101,6 +102,43 @@ class AppliesTest(TempDirTest):
         self.assertIn(b"splitfile: note: some changed regions of 'f.txt' are shown whole", patch)
 
     @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_common_starts_and_ends_are_trimmed_in_chunks_of_any_size(self) -> None:
+        rng = random.Random(5)
+        alphabet = [b"a\n", b"b\n", b"\n", b"c\r\n", b"\xc3\xa9\n", b"long " * 9 + b"\n"]
+        for case in range(30):
+            common_start = random_text(rng, rng.randrange(12), alphabet)
+            common_start += b"\n" if common_start and not common_start.endswith(b"\n") else b""
+            common_end = random_text(rng, rng.randrange(12), alphabet)
+            old = common_start + random_text(rng, rng.randrange(4), alphabet[:3]) + common_end
+            new = common_start + random_text(rng, rng.randrange(4), alphabet[1:]) + common_end
+            with self.subTest(case=case):
+                whole = self.check_applies(old, new)
+                for size in (1, 2, 5):
+                    with mock.patch.object(splitfile, "CHUNK_SIZE", size):
+                        self.assertEqual(diff_of(old, new), whole)
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_a_file_past_the_line_limit_with_one_change_gets_a_small_hunk(self) -> None:
+        old = b"".join(b"line %d\n" % i for i in range(1000))
+        new = old.replace(b"line 500\n", b"line five hundred\n")
+        with mock.patch.object(splitfile, "DIFF_MAX_LINES", 50):
+            patch = self.check_applies(old, new)
+            appended = self.check_applies(old, old + b"more\n")
+        self.assertEqual(patch, b"--- a/f.txt\n+++ b/f.txt\n@@ -498,7 +498,7 @@\n line 497\n line 498\n line 499\n"
+                                b"-line 500\n+line five hundred\n line 501\n line 502\n line 503\n")
+        self.assertEqual(appended, b"--- a/f.txt\n+++ b/f.txt\n@@ -998,3 +998,4 @@\n line 997\n line 998\n"
+                                   b" line 999\n+more\n")
+
+    def test_a_file_not_utf8_anywhere_is_binary(self) -> None:
+        lines = b"".join(b"%d\n" % i for i in range(20))
+        for old, new in ((b"\xff\n" + lines + b"a\n", b"\xff\n" + lines + b"b\n"),  # in the common start
+                         (b"a\n" + lines + b"\xff\n", b"b\n" + lines + b"\xff\n"),  # in the common end
+                         (lines + b"\xffa\n" + lines, lines + b"b\n" + lines)):  # in the middle
+            with self.subTest(old=old, new=new):
+                self.assertEqual(diff_of(old, new), b"Binary files a/f.txt and b/f.txt differ\n")
+        self.assertTrue(diff_of(lines + b"a\n", lines + b"b\n").startswith(b"--- a/f.txt"))
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
     def test_lines_whose_hashes_collide_are_never_shown_as_unchanged(self) -> None:
         old = b"same\nold line\nsame too\n"
         new = b"same\nnew line\nsame too\n"
@@ -108,7 +146,7 @@ class AppliesTest(TempDirTest):
             patch = self.check_applies(old, new)
         self.assertIn(b"-old line\n", patch)
         self.assertIn(b"+new line\n", patch)
-        self.assertIn(b"whole-file hunk", patch)
+        self.assertIn(b"are shown as one hunk", patch)
 
     @unittest.skipUnless(PATCH, "patch is not installed")
     def test_small_chunks_give_the_same_diff(self) -> None:
