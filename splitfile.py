@@ -2270,6 +2270,7 @@ DIFF_MAX_LINES: Final = 1 << 17  # lines of one side
 DIFF_MAX_LINE: Final = 1 << 20  # bytes of one line
 DIFF_WORK: Final = 16  # line visits per line of the two sides the alignment may make
 DIFF_GAP_CELLS: Final = 1 << 16  # line pairs difflib may weigh in a region without unique lines
+DIFF_MAX_EDITS: Final = 500  # edits Myers' search may look for in a larger one (its trace grows as the square)
 DIFF_CONTEXT: Final = 3  # lines around each change, as diff -u
 
 if TYPE_CHECKING:
@@ -2655,8 +2656,68 @@ def _align(a: Sequence[int], b: Sequence[int]) -> tuple[array[int], bool] | None
             for i, j, n in matcher.get_matching_blocks():
                 _add_run(runs, a0 + i, b0 + j, n)
         elif common:
-            coarse = True
+            # Few edits in a large region (lines moved among repeated ones):
+            # Myers' O((N+M)D) search, for as many edits as the budget pays for.
+            limit = min(DIFF_MAX_EDITS, budget // ((a1 - a0) + (b1 - b0)))
+            found = _myers(a, a0, a1, b, b0, b1, limit)
+            if found is None:
+                coarse = True
+            else:
+                budget -= ((a1 - a0) + (b1 - b0)) * (len(found) // 3 + 1)
+                for k in range(0, len(found), 3):
+                    _add_run(runs, found[k], found[k + 1], found[k + 2])
     return runs, coarse
+
+
+def _myers(a: Sequence[int], a0: int, a1: int, b: Sequence[int], b0: int, b1: int, limit: int) -> array[int] | None:
+    """Return the runs of equal lines (flat (i, j, size) triples, in order) of a shortest edit script
+    from A[A0:A1] to B[B0:B1] of at most LIMIT edits (Myers 1986); None if it takes more."""
+    from array import array
+
+    n, m = a1 - a0, b1 - b0
+    middle = limit + 1
+    far = array("q", [0]) * (2 * limit + 3)  # the furthest x reached on each diagonal k = x - y, at MIDDLE + k
+    trace: list[array[int]] = []  # FAR over diagonals -d-1 .. d+1 before each round d
+    for d in range(limit + 1):
+        trace.append(far[middle - d - 1:middle + d + 2])
+        for k in range(-d, d + 1, 2):
+            if k == -d or (k != d and far[middle + k - 1] < far[middle + k + 1]):
+                x = far[middle + k + 1]  # a line of B inserted
+            else:
+                x = far[middle + k - 1] + 1  # a line of A deleted
+            y = x - k
+            while x < n and y < m and a[a0 + x] == b[b0 + y]:
+                x += 1
+                y += 1
+            far[middle + k] = x
+            if x >= n and y >= m:
+                return _myers_runs(trace, d, n, m, a0, b0)
+    return None
+
+
+def _myers_runs(trace: list[array[int]], rounds: int, n: int, m: int, a0: int, b0: int) -> array[int]:
+    """Return the equal runs of the path that Myers' search found in ROUNDS rounds, walking back from (N, M)."""
+    from array import array
+
+    found: list[tuple[int, int, int]] = []
+    x, y = n, m
+    for d in range(rounds, 0, -1):
+        before = trace[d]  # index k + d + 1 holds diagonal k
+        k = x - y
+        down = k == -d or (k != d and before[k - 1 + d + 1] < before[k + 1 + d + 1])
+        previous = k + 1 if down else k - 1
+        start_x = before[previous + d + 1]
+        start_y = start_x - previous
+        mid_x, mid_y = (start_x, start_y + 1) if down else (start_x + 1, start_y)
+        if x > mid_x:
+            found.append((a0 + mid_x, b0 + mid_y, x - mid_x))
+        x, y = start_x, start_y
+    if x > 0:
+        found.append((a0, b0, x))
+    runs = array("q")
+    for run in reversed(found):
+        runs.extend(run)
+    return runs
 
 
 def _add_run(runs: array[int], i: int, j: int, size: int) -> None:

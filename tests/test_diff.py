@@ -160,6 +160,41 @@ class AppliesTest(TempDirTest):
                     self.assertEqual(diff_of(old, new), whole)
                     self.assertEqual(diff_of(old, new, visible=True), diff_of(old, new, visible=True))
 
+    def test_myers_finds_a_longest_common_subsequence_within_its_limit(self) -> None:
+        from array import array
+
+        rng = random.Random(3)
+        for case in range(400):
+            a = array("q", [rng.randrange(3) for _ in range(rng.randrange(25))])
+            b = array("q", [rng.randrange(3) for _ in range(rng.randrange(25))])
+            longest = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+            for i in range(len(a) - 1, -1, -1):
+                for j in range(len(b) - 1, -1, -1):
+                    longest[i][j] = longest[i + 1][j + 1] + 1 if a[i] == b[j] else max(longest[i + 1][j],
+                                                                                         longest[i][j + 1])
+            edits = len(a) + len(b) - 2 * longest[0][0]
+            with self.subTest(case=case):
+                self.assertIsNone(splitfile._myers(a, 0, len(a), b, 0, len(b), edits - 1) if edits else None)
+                runs = splitfile._myers(a, 0, len(a), b, 0, len(b), edits)
+                assert runs is not None
+                done_a = done_b = total = 0
+                for k in range(0, len(runs), 3):
+                    i, j, size = runs[k:k + 3]
+                    self.assertTrue(i >= done_a and j >= done_b and size > 0)
+                    self.assertEqual(a[i:i + size], b[j:j + size])
+                    done_a, done_b, total = i + size, j + size, total + size
+                self.assertEqual(total, longest[0][0])
+
+    @unittest.skipUnless(PATCH, "patch is not installed")
+    def test_a_large_region_without_unique_lines_and_few_edits_gets_a_small_diff(self) -> None:
+        old = b"x\ny\n" * 500
+        new = b"y\nx\n" * 500  # one line gone at the start, one added at the end
+        with mock.patch.object(splitfile, "DIFF_GAP_CELLS", 100):
+            patch = self.check_applies(old, new)
+        self.assertNotIn(b"splitfile: note", patch)
+        changed = [line for line in patch.split(b"\n")[2:] if line[:1] in (b"-", b"+")]
+        self.assertEqual(changed, [b"-x", b"+x"])
+
     def test_same_hunks_as_difflib(self) -> None:
         import difflib
         from array import array
