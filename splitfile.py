@@ -1752,7 +1752,7 @@ def _list_folder(path: str, expected: Scanned) -> list[tuple[str, os.stat_result
         with os.scandir(path) as entries:  # Windows: DirEntry.stat gives no st_ino there
             return [(entry.name, os.lstat(entry.path)) for entry in entries]
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):  # a link, a file, or nothing now
             raise _changed(path) from None
         raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
 

@@ -103,18 +103,27 @@ class HostileTreeTest(TempDirTest):
         make_tree(self.tmp, {"p/sub/a.txt": b"a\n", "outside/secret.txt": b"SECRET\n"})
         real = splitfile._list_folder
 
-        def list_then_swap(path: str, expected: tuple[int, int]) -> object:
-            found = real(path, expected)
-            if path == "p":
-                os.rename(os.path.join("p", "sub"), "moved")
-                os.symlink(os.path.join(self.tmp, "outside"), os.path.join("p", "sub"))
-            return found
+        swaps = {
+            "link": lambda: os.symlink(os.path.join(self.tmp, "outside"), os.path.join("p", "sub")),
+            "file": lambda: make_tree(self.tmp, {"p/sub": b"x\n"}),
+            "nothing": lambda: None,
+        }
+        for kind, swap in swaps.items():
+            def list_then_swap(path: str, expected: tuple[int, int]) -> object:
+                found = real(path, expected)
+                if path == "p":
+                    os.rename(os.path.join("p", "sub"), "moved")
+                    swap()  # noqa: B023 - called within this iteration
+                return found
 
-        with mock.patch.object(splitfile, "_list_folder", list_then_swap):
-            result = run(["--pack", "p"])
-        self.assertEqual((result.code, result.out), (1, b""))
-        self.assertEqual(result.err, "splitfile: error: cannot read 'p/sub': it changed while the tree was being"
-                                     " packed; run --pack again\n")
+            with self.subTest(kind=kind), mock.patch.object(splitfile, "_list_folder", list_then_swap):
+                result = run(["--pack", "p"])
+                self.assertEqual((result.code, result.out), (1, b""))
+                self.assertEqual(result.err, "splitfile: error: cannot read 'p/sub': it changed while the tree was"
+                                             " being packed; run --pack again\n")
+            if os.path.lexists(os.path.join("p", "sub")):
+                os.remove(os.path.join("p", "sub"))
+            os.rename("moved", os.path.join("p", "sub"))
 
     def test_files_stream_through_the_checks_in_chunks_of_any_size(self) -> None:
         files = {
