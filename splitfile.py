@@ -2350,11 +2350,16 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
     """Write to OUT a unified diff from OLD to NEW for NAME (a new file's OLD is /dev/null).
 
     Output is what `diff -u` and `patch -p1` agree on, lines split at LF only.
-    Lines are compared by hash and aligned by unique lines first (patience),
-    then difflib on small regions, so the cost stays near n log n; past the
-    limits the file is one whole-file hunk, said in a note line (a line that
-    patch and git apply skip). VISIBLE (a terminal): control characters are
-    shown escaped, so a lone CR cannot hide what comes before it on a line.
+    The common start and end are trimmed by reading both sides in step; the
+    lines between are compared by hash (each run found equal is then checked
+    byte for byte) and aligned by unique lines first (patience), then by
+    difflib on small regions and Myers' search on large ones, all within a
+    work budget, so the cost stays near n log n. Past the limits the changed
+    part is one hunk, said in a note line (`splitfile: note: ...`, a line
+    that patch and git apply skip). VISIBLE (a terminal): control characters
+    are shown escaped, so a lone CR cannot hide what comes before it on a
+    line, and a note after the hunks says so. Nothing is held whole: both
+    sides are read from their streams in chunks.
     """
     before = "/dev/null" if new_file else f"a/{name}"
     head, head_lines, tail, text = _common_ends(old, new)
