@@ -1794,7 +1794,7 @@ def _read_fd(fd: int, path: str) -> Iterator[bytes]:
 
 
 def pack(
-    paths: Sequence[str],
+    paths: Iterable[str | os.PathLike[str]],
     out: _ByteSink,
     *,
     portable: bool = False,
@@ -1814,7 +1814,7 @@ def pack(
 
     warn = on_warning or (lambda path, message: None)
     windows = portable or os.name == "nt"
-    sources = _pack_sources(paths, warn)
+    sources = _pack_sources([os.fspath(path) for path in paths], warn)
     errors: list[SplitError] = []
     index = NameIndex()
     for name, path, _ in sources:

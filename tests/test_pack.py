@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import io
 import os
+import pathlib
 import random
 import unittest
 from unittest import mock
@@ -178,6 +179,7 @@ class HostileTreeTest(TempDirTest):
         self.assertEqual(out.getvalue(), bundle(("top.txt", b"t\n"), ("p/a.txt", b"a\n"), ("p/b.txt", b"b\n")))
         self.assertEqual(warnings, [("p/a.txt", "has no final newline; the bundle adds one")])
         self.assertEqual(splitfile.pack(["p"], io.BytesIO()), ["p/a.txt", "p/b.txt"])  # no callback: no warnings
+        self.assertEqual(splitfile.pack(iter([pathlib.Path("p")]), io.BytesIO()), ["p/a.txt", "p/b.txt"])
         before = out.getvalue()
         with self.assertRaises(splitfile.InvalidNameError) as caught:
             splitfile.pack(["p/a.txt", "./p/a.txt"], out)
