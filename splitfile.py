@@ -51,7 +51,7 @@ __version__ = "1.1.0"
 
 # The stable API: these names keep their meaning; everything else is private.
 __all__ = [
-    "extract", "read", "list_names", "diff", "pack", "main",
+    "extract", "read", "list_names", "diff", "format", "pack", "main",
     "FileResult", "FileDiff", "SplitWarning",
     "SplitError", "BundleError", "InvalidNameError", "ConflictError", "TargetError", "DiskError", "UsageError",
     "ErrorList",
@@ -1521,21 +1521,20 @@ class Writer:
                 if folder is not None:
                     self._tree.sync_folder(folder)
 
-    def read_target(self, entry: Entry) -> bytes:
-        """Return what ENTRY's target holds now: empty for nothing or a link; links are not followed."""
+    def read_target(self, entry: Entry, out: IO[bytes]) -> None:
+        """Copy what ENTRY's target holds now to OUT in chunks: nothing for no file or a link (never followed)."""
         folder = self._tree.folder(entry.folder_parts, False) if self._have_root else None
         if folder is None or entry.old_is_link or entry.status == "new":
-            return b""
+            return
         fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return b""
-            chunks: list[bytes] = []
+                return
             while True:
                 data = os.read(fd, CHUNK_SIZE)
                 if not data:
-                    return b"".join(chunks)
-                chunks.append(data)
+                    return
+                out.write(data)
         finally:
             os.close(fd)
 
@@ -1552,6 +1551,19 @@ class Writer:
 # ---------------------------------------------------------------------------
 
 
+# How much of a spooled body or bundle stays in memory before it spills to a temporary file.
+SPOOL_MEMORY: Final = 1 << 20
+
+if TYPE_CHECKING:
+
+    class _ByteSink(Protocol):
+        """Where a bundle or a diff is written: a binary stream, or anything with its write()."""
+
+        def write(self, data: bytes, /) -> object: ...
+
+    Scanned = tuple[int, int]  # (st_dev, st_ino) of a file or folder as the scan saw it
+
+
 def _pack_name(path: str) -> str:
     """Return the bundle name for PATH as given: '/' between parts, no leading './', no trailing '/'."""
     name = path.replace(os.sep, "/") if os.sep != "/" else path
@@ -1561,9 +1573,178 @@ def _pack_name(path: str) -> str:
     return "" if name == "." else name
 
 
-def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str]]:
-    """Return (name, path) for every file to bundle: PATHS in order, folders sorted by name bytes."""
-    found: list[tuple[str, str]] = []
+class _BodyCheck:
+    """Watches a body go by in chunks: NUL bytes, UTF-8, a line equal to its close marker, the final newline.
+
+    What a bundle cannot carry is found without holding the body: the UTF-8
+    check is incremental, and only an unfinished last line that could still
+    be the close marker is carried from one chunk to the next.
+    """
+
+    def __init__(self, close: bytes) -> None:
+        import codecs
+
+        self.close = close
+        self.nul = False
+        self.utf8 = True
+        self.holds_close = False
+        self.size = 0
+        self._last = b""  # the last byte seen
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        # The unfinished last line while it could still be the close marker
+        # (with a CR); None while inside a line already too long to be one.
+        self._carry: bytes | None = b""
+
+    @property
+    def refused(self) -> bool:
+        """Is this body no text a bundle can hold (a NUL byte, not UTF-8)?"""
+        return self.nul or not self.utf8
+
+    @property
+    def ends_with_newline(self) -> bool:
+        """Does the body end with LF, or is it empty (what a bundle can express)?"""
+        return self.size == 0 or self._last == b"\n"
+
+    def feed(self, data: bytes) -> None:
+        """Look at DATA, the next piece of the body."""
+        if not data:
+            return
+        self.size += len(data)
+        self._last = data[-1:]
+        if b"\0" in data:
+            self.nul = True
+        if self.utf8:
+            try:
+                self._decoder.decode(data)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        if not self.holds_close:
+            self._look_for_close(data)
+
+    def _look_for_close(self, data: bytes) -> None:
+        close = self.close
+        start = 0
+        head = self._carry
+        if head is None:  # the rest of a long line first: it cannot be the marker
+            start = data.find(b"\n") + 1
+            if not start:
+                return
+            head = b""
+        cut = data.rfind(b"\n") + 1
+        if cut > start:
+            if head:  # the carried line ends in DATA
+                first = data.find(b"\n", start) + 1
+                self.holds_close = _marker_text(head + data[start:first]) == close
+                start = first
+            self.holds_close = self.holds_close or _holds_line(data, close, start, cut)
+            tail = data[cut:]
+        else:
+            tail = head + data[start:]
+        self._carry = tail if len(tail) <= len(close) + 1 else None  # + 1: the marker's CR
+
+    def finish(self) -> None:
+        """Settle the checks at the end of the body."""
+        if self.utf8:
+            try:
+                self._decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        if self._carry and _marker_text(self._carry) == self.close:  # a last line without LF
+            self.holds_close = True
+
+
+def _holds_line(buf: bytes, close: bytes, start: int, end: int) -> bool:
+    """Tell whether BUF[START:END], whole lines, holds a line equal to the marker CLOSE (LF or CRLF after it)."""
+    search = start
+    while True:
+        found = buf.find(close, search, end)
+        if found < 0:
+            return False
+        search = found + 1
+        if found > start and buf[found - 1] != 0x0A:
+            continue
+        after = found + len(close)
+        if buf[after:after + 1] == b"\n" or buf[after:after + 2] == b"\r\n":
+            return True
+
+
+def _format_file(name: str, chunks: Iterable[bytes], out: _ByteSink, add_newline: bool) -> _BodyCheck:
+    """Write the block of NAME with its body CHUNKS to OUT; return what the body check found.
+
+    The caller decides what the check refuses. Reading stops at the first
+    NUL byte or bad UTF-8: such a body is never bundled. With ADD_NEWLINE a
+    body without a final newline gets one.
+    """
+    raw = name.encode("utf-8")
+    close = CLOSE_PREFIX + raw + MARKER_SUFFIX
+    check = _BodyCheck(close)
+    out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n")
+    for chunk in chunks:
+        check.feed(chunk)
+        if check.refused:
+            break
+        out.write(chunk)
+    check.finish()
+    if add_newline and not check.ends_with_newline:
+        out.write(b"\n")
+    out.write(close + b"\n")
+    return check
+
+
+def format(files: Iterable[tuple[str, bytes]], *, portable: bool = False) -> bytes:
+    """Return the bundle holding FILES, (name, body) pairs in order: the inverse of reading a bundle.
+
+    Refused, all at once (one error, or an ErrorList of every problem): a
+    name that breaks section 2 or collides with an earlier one
+    (InvalidNameError; Windows rules apply on Windows and with PORTABLE),
+    and a body a bundle cannot carry (BundleError): one holding a line equal
+    to its own close marker, a non-empty one without a final newline, one
+    with a NUL byte or not UTF-8. An empty FILES gives an empty bundle,
+    which reading refuses as holding no block.
+    """
+    import io
+
+    windows = portable or os.name == "nt"
+    index = NameIndex()
+    out = io.BytesIO()
+    errors: list[SplitError] = []
+    for name, body in files:
+        why = "; ".join(check_name(name, windows)) or index.add(name)
+        if why:
+            errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", None, name))
+            continue
+        data = bytes(body)
+        check = _format_file(name, (data,), out, add_newline=False)
+        problems = _body_problems(check)
+        if not check.ends_with_newline:
+            problems.append("it does not end with a newline, which a bundle cannot express (add one)")
+        if problems:
+            errors.append(BundleError(f"cannot format {quote(name)}: {'; '.join(problems)}", None, name))
+    if errors:
+        raise _combined(errors)
+    return out.getvalue()
+
+
+def _body_problems(check: _BodyCheck) -> list[str]:
+    """Return why a body that CHECK looked at cannot be put in a bundle as it is."""
+    problems = []
+    if check.nul:
+        problems.append("it holds a NUL byte (binary files cannot be bundled)")
+    elif not check.utf8:
+        problems.append("it is not UTF-8 text")
+    if check.holds_close:
+        problems.append("it holds a line equal to its own close marker")
+    return problems
+
+
+def _identity(st: os.stat_result) -> Scanned:
+    """Return what tells the file or folder ST describes from any other: (st_dev, st_ino)."""
+    return st.st_dev, st.st_ino
+
+
+def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str, Scanned]]:
+    """Return (name, path, identity) for every file to bundle: PATHS in order, folders sorted by name bytes."""
+    found: list[tuple[str, str, Scanned]] = []
     for path in paths:
         name = _pack_name(path)
         try:
@@ -1573,82 +1754,746 @@ def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> lis
         if stat.S_ISDIR(st.st_mode) and name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
             warn(path, "skipped: a version-control folder")
         elif stat.S_ISDIR(st.st_mode):
-            inside: list[tuple[str, str]] = []
-            _pack_folder(path, name, inside, warn)
+            inside = _pack_folder(path, name, _identity(st), warn)
             found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
         elif stat.S_ISREG(st.st_mode):
-            found.append((name, path))
+            found.append((name, path, _identity(st)))
         else:
             warn(path, f"skipped: {_describe(st.st_mode)}, not a file")
     return found
 
 
-def _pack_folder(folder: str, name: str, found: list[tuple[str, str]], warn: Callable[[str, str], None]) -> None:
-    """Add the files below FOLDER to FOUND, never following a symlink."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as exc:
-        raise DiskError(f"cannot read {quote(folder)}: {_reason(exc)}") from None
-    for entry in entries:
-        child = f"{name}/{entry.name}" if name else entry.name
-        if entry.is_symlink():
-            warn(entry.path, "skipped: a symlink (links are not followed)")
-        elif entry.is_dir(follow_symlinks=False):
-            if entry.name.casefold() in VCS_FOLDERS:
-                warn(entry.path, "skipped: a version-control folder")
+def _pack_folder(
+    folder: str, name: str, identity: Scanned, warn: Callable[[str, str], None]
+) -> list[tuple[str, str, Scanned]]:
+    """Return the files below FOLDER, walked without recursion (any depth) and never through a symlink."""
+    found: list[tuple[str, str, Scanned]] = []
+    pending = [(folder, name, identity)]
+    while pending:
+        path, prefix, expected = pending.pop()
+        for leaf, st in _list_folder(path, expected):
+            child_path = os.path.join(path, leaf)
+            child = f"{prefix}/{leaf}" if prefix else leaf
+            if stat.S_ISLNK(st.st_mode):
+                warn(child_path, "skipped: a symlink (links are not followed)")
+            elif stat.S_ISDIR(st.st_mode):
+                if leaf.casefold() in VCS_FOLDERS:
+                    warn(child_path, "skipped: a version-control folder")
+                else:
+                    pending.append((child_path, child, _identity(st)))
+            elif stat.S_ISREG(st.st_mode):
+                found.append((child, child_path, _identity(st)))
             else:
-                _pack_folder(entry.path, child, found, warn)
-        elif entry.is_file(follow_symlinks=False):
-            found.append((child, entry.path))
-        else:
-            warn(entry.path, "skipped: not a regular file")
+                warn(child_path, "skipped: not a regular file")
+    return found
 
 
-def pack(paths: Sequence[str], out: IO[bytes], windows: bool, warn: Callable[[str, str], None]) -> int:
-    """Write a bundle of the files at PATHS to OUT; return how many files it holds.
+def _changed(path: str) -> DiskError:
+    """Return the error for PATH found to be no longer what the scan saw."""
+    return DiskError(f"cannot read {quote(path)}: it changed while the tree was being packed; run --pack again")
 
-    Files that are not UTF-8 text are skipped and a missing final newline is
-    added, each with a call to WARN(path, message). A name that breaks the
-    name rules, or a file holding its own close marker, raises ErrorList
-    before anything is written to OUT.
+
+def _list_folder(path: str, expected: Scanned) -> list[tuple[str, os.stat_result]]:
+    """Return (name, lstat) of each entry of the folder PATH, which must still be the one scanned.
+
+    Where scandir takes a descriptor, the folder is opened with O_NOFOLLOW
+    and checked on the open descriptor, so a folder swapped for a link after
+    the scan is never listed; one descriptor is open at a time.
     """
-    sources = _pack_sources(paths, warn)
-    errors: list[SplitError] = []
-    index = NameIndex()
-    for name, path in sources:
-        why = "; ".join(check_name(name, windows)) or index.add(name)
-        if why:
-            errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}"))
-    if errors:
-        raise ErrorList(errors)
-    count = 0
-    for name, path in sources:
+    try:
+        if os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY"):
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            try:
+                if _identity(os.fstat(fd)) != expected:
+                    raise _changed(path)
+                with os.scandir(fd) as entries:
+                    return [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+            finally:
+                os.close(fd)
+        if _identity(os.lstat(path)) != expected:
+            raise _changed(path)
+        with os.scandir(path) as entries:  # Windows: DirEntry.stat gives no st_ino there
+            return [(entry.name, os.lstat(entry.path)) for entry in entries]
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):  # a link, a file, or nothing now
+            raise _changed(path) from None
+        raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+
+
+def _open_scanned(path: str, expected: Scanned) -> int:
+    """Open the file PATH for reading; it must still be the regular file scanned.
+
+    O_NOFOLLOW: a file swapped for a link is not read through; O_NONBLOCK: a
+    FIFO swapped in does not hang the open. A file that is no longer the one
+    scanned is an error, not a skip: the tree is changing under the pack, and
+    a bundle silently missing a file that exists would be worse than a rerun.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_BINARY | O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, getattr(errno, "EMLINK", -1)):
+            raise _changed(path) from None
+        raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or _identity(st) != expected:
+            raise _changed(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_fd(fd: int, path: str) -> Iterator[bytes]:
+    """Yield the contents of the open file FD (known as PATH) in chunks."""
+    while True:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = os.read(fd, CHUNK_SIZE)
         except OSError as exc:
             raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
-        if b"\0" in data:
-            warn(path, "skipped: it holds a NUL byte (binary files cannot be bundled)")
-            continue
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            warn(path, "skipped: it is not UTF-8 text")
-            continue
-        if data and not data.endswith(b"\n"):
-            warn(path, "has no final newline; the bundle adds one")
-            data += b"\n"
-        raw = name.encode("utf-8")
-        close = CLOSE_PREFIX + raw + MARKER_SUFFIX
-        if close in data and any(_marker_text(line) == close for line in data.split(b"\n")):
-            errors.append(BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker"))
-            continue
-        out.write(OPEN_PREFIX + raw + MARKER_SUFFIX + b"\n" + data + close + b"\n")
-        count += 1
+        if not data:
+            return
+        yield data
+
+
+def pack(
+    paths: Iterable[str | os.PathLike[str]],
+    out: _ByteSink,
+    *,
+    portable: bool = False,
+    on_warning: Callable[[SplitWarning], None] | None = None,
+) -> list[str]:
+    """Write a bundle of the files at PATHS to OUT; return the names bundled, in order.
+
+    Folders are walked (sorted by the whole name's UTF-8 bytes), PATHS kept
+    in the order given. Symlinks, version-control folders, files holding a
+    NUL byte or not UTF-8 are skipped, and a missing final newline is added,
+    each with a SplitWarning to ON_WARNING. A name that breaks the
+    name rules, a file holding its own close marker, or a file that changed
+    since the scan raises (one error, or an ErrorList), and then nothing is
+    written to OUT: the bundle is staged in a spool that spills to disk.
+    """
+    import tempfile
+
+    def warn(path: str, message: str) -> None:
+        if on_warning is not None:
+            on_warning(SplitWarning(f"{quote(path)}: {message}"))
+
+    windows = portable or os.name == "nt"
+    sources = _pack_sources([os.fspath(path) for path in paths], warn)
+    errors: list[SplitError] = []
+    index = NameIndex()
+    for name, path, _ in sources:
+        why = "; ".join(check_name(name, windows)) or index.add(name)
+        if why:
+            errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}", None, name))
     if errors:
-        raise ErrorList(errors)
-    return count
+        raise _combined(errors)
+    names: list[str] = []
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as staged:
+        for name, path, identity in sources:
+            start = staged.tell()
+            fd = _open_scanned(path, identity)
+            try:
+                check = _format_file(name, _read_fd(fd, path), staged, add_newline=True)
+            finally:
+                os.close(fd)
+            if check.refused:
+                warn(path, "skipped: " + _body_problems(check)[0])
+            elif not check.ends_with_newline:
+                warn(path, "has no final newline; the bundle adds one")
+            if check.holds_close and not check.refused:
+                errors.append(
+                    BundleError(f"cannot bundle {quote(path)}: it holds a line equal to its own close marker", None, name)
+                )
+            if check.refused or check.holds_close:
+                staged.seek(start)
+                staged.truncate(start)
+                continue
+            names.append(name)
+        if errors:
+            raise _combined(errors)
+        staged.seek(0)
+        while True:
+            data = staged.read(CHUNK_SIZE)
+            if not data:
+                break
+            out.write(data)
+    return names
+
+
+# ---------------------------------------------------------------------------
+# Diff: what a bundle would change, as a unified diff that patch applies
+# ---------------------------------------------------------------------------
+
+
+# --diff keeps (hash, offset) for each line, never the lines: memory stays
+# bounded by these limits, and past them a file is one whole-file hunk.
+DIFF_MAX_LINES: Final = 1 << 17  # lines of one side
+DIFF_MAX_LINE: Final = 1 << 20  # bytes of one line
+DIFF_WORK: Final = 16  # line visits per line of the two sides the alignment may make
+DIFF_GAP_CELLS: Final = 1 << 16  # line pairs difflib may weigh in a region without unique lines
+DIFF_MAX_EDITS: Final = 500  # edits Myers' search may look for in a larger one (its trace grows as the square)
+DIFF_CONTEXT: Final = 3  # lines around each change, as diff -u
+
+if TYPE_CHECKING:
+    from array import array
+
+    Span = tuple[IO[bytes], int, int]  # (stream, start, size): one side's bytes
+    Opcode = tuple[str, int, int, int, int]  # as difflib's: tag, old lines i1:i2, new lines j1:j2
+
+
+def _read_span(stream: IO[bytes], start: int, size: int) -> Iterator[bytes]:
+    """Yield SIZE bytes of STREAM from START in chunks (seeking each time: other readers share it)."""
+    end = start + size
+    while start < end:
+        stream.seek(start)
+        data = stream.read(min(CHUNK_SIZE, end - start))
+        if not data:
+            raise OSError(errno.EIO, "a staged copy was cut short")
+        start += len(data)
+        yield data
+
+
+class _DiffSide:
+    """One side of a diff, after one pass: its line count and, within the limits, each line's hash and offset."""
+
+    def __init__(self, span: Span) -> None:
+        import codecs
+        from array import array
+        from itertools import accumulate, islice
+
+        self.span = span
+        self.lines = 0
+        self.binary = False
+        ids: array[int] | None = array("q")
+        offsets: array[int] | None = array("q", [0])  # where each line starts; then the end
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        carry = b""
+        last = b""
+        for chunk in _read_span(*span):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                self.binary = True
+                break
+            last = chunk[-1:]
+            if ids is None or offsets is None:
+                self.lines += chunk.count(b"\n")
+                continue
+            parts = (carry + chunk if carry else chunk).split(b"\n")
+            carry = parts.pop()
+            self.lines += len(parts)
+            ids.extend(map(hash, parts))
+            offsets.extend(islice(accumulate([len(part) + 1 for part in parts], initial=offsets[-1]), 1, None))
+            if self.lines > DIFF_MAX_LINES or len(carry) > DIFF_MAX_LINE:
+                ids = offsets = None
+                carry = b""
+        if not self.binary:
+            try:
+                decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                self.binary = True
+        if last and last != b"\n":  # a last line without LF: not equal to the same text with one
+            self.lines += 1
+            if ids is not None and offsets is not None:
+                ids.append(hash((carry,)))
+                offsets.append(span[2])
+        self.ids = ids
+        self.offsets = offsets
+
+    def byte_range(self, first: int, last: int) -> tuple[int, int]:
+        """Return where lines FIRST to LAST (exclusive) start and end."""
+        if self.offsets is None:  # only the whole side is ever asked for
+            return 0, self.span[2]
+        return self.offsets[first], self.offsets[last]
+
+
+def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visible: bool = False) -> None:
+    """Write to OUT a unified diff from OLD to NEW for NAME (a new file's OLD is /dev/null).
+
+    Output is what `diff -u` and `patch -p1` agree on, lines split at LF only.
+    The common start and end are trimmed by reading both sides in step; the
+    lines between are compared by hash (each run found equal is then checked
+    byte for byte) and aligned by unique lines first (patience), then by
+    difflib on small regions and Myers' search on large ones, all within a
+    work budget, so the cost stays near n log n. Past the limits the changed
+    part is one hunk, said in a note line (`splitfile: note: ...`, a line
+    that patch and git apply skip). VISIBLE (a terminal): control characters
+    are shown escaped, so a lone CR cannot hide what comes before it on a
+    line, and a note after the hunks says so. Nothing is held whole: both
+    sides are read from their streams in chunks.
+    """
+    before = "/dev/null" if new_file else f"a/{name}"
+    head, head_lines, tail, text = _common_ends(old, new)
+    a = _DiffSide((old[0], old[1] + head, old[2] - head - tail))
+    b = _DiffSide((new[0], new[1] + head, new[2] - head - tail))
+    if not text or a.binary or b.binary:
+        out.write(f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape"))
+        return
+    notes: list[str] = []
+    runs: Sequence[int] = ()
+    aligned = None
+    if not a.lines or not b.lines:  # all new or all gone: one hunk is the whole truth
+        aligned = runs, False
+    elif a.ids is not None and b.ids is not None:
+        aligned = _align(a.ids, b.ids)
+    if aligned is not None and not _runs_equal(a, b, aligned[0]):  # a hash collision: trust no run
+        aligned = None
+    if aligned is None:
+        notes.append(f"the changes to {quote(name)} are shown as one hunk: too large or too costly to compare"
+                     f" line by line ({a.lines} and {b.lines} lines between the first and the last change)")
+    else:
+        runs, coarse = aligned
+        if coarse:
+            notes.append(f"some changed regions of {quote(name)} are shown whole: too costly to align line by line")
+    buffered = _Buffered(out)
+    for note in notes:
+        buffered.write(f"splitfile: note: {note}\n".encode("utf-8", "surrogateescape"))
+    buffered.write(f"--- {before}\n+++ b/{name}\n".encode("utf-8", "surrogateescape"))
+    escape = _escaper() if visible else None
+    shown = False
+    for group in _groups(_opcodes(runs, a.lines, b.lines), DIFF_CONTEXT):
+        first, last = group[0], group[-1]
+        old_range = _hunk_range(head_lines + first[1], head_lines + last[2])
+        new_range = _hunk_range(head_lines + first[3], head_lines + last[4])
+        buffered.write(f"@@ -{old_range} +{new_range} @@\n".encode())
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                shown |= _emit_lines(buffered, b" ", a, i1, i2, escape)
+                continue
+            if tag in ("replace", "delete"):
+                shown |= _emit_lines(buffered, b"-", a, i1, i2, escape)
+            if tag in ("replace", "insert"):
+                shown |= _emit_lines(buffered, b"+", b, j1, j2, escape)
+    if shown:
+        buffered.write(f"splitfile: note: {quote(name)} holds control characters, shown above as escapes such as"
+                       " \\r and \\x1b; piped output keeps them as they are\n".encode("utf-8", "surrogateescape"))
+    buffered.flush()
+
+
+def _common_ends(old: Span, new: Span) -> tuple[int, int, int, bool]:
+    """Return (head, head_lines, tail, text): the bytes of the whole lines both sides start with and how many
+    lines they are, the bytes of the whole lines both end with, and whether the common bytes are UTF-8.
+
+    Both keep DIFF_CONTEXT lines out, for the hunks' context. Found by
+    reading both sides in step from each end, so a large file with a change
+    in one place is compared only around it; the tail never reaches into
+    the head.
+    """
+    import codecs
+    from collections import deque
+
+    (a, a_start, a_size), (b, b_start, b_size) = old, new
+    limit = min(a_size, b_size)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = True
+    newlines = 0
+    last: deque[int] = deque(maxlen=DIFF_CONTEXT + 1)  # where the last newlines of the common start are
+    pos = 0
+    while pos < limit:
+        size = min(CHUNK_SIZE, limit - pos)
+        x, y = _read_at(a, a_start + pos, size), _read_at(b, b_start + pos, size)
+        same = size if x == y else _common_length(x, y, False)
+        piece = x if same == size else x[:same]
+        if text:
+            try:
+                decoder.decode(piece)
+            except UnicodeDecodeError:
+                text = False
+        newlines += piece.count(b"\n")
+        found: list[int] = []
+        at = len(piece)
+        while len(found) <= DIFF_CONTEXT:
+            at = piece.rfind(b"\n", 0, at)
+            if at < 0:
+                break
+            found.append(pos + at)
+        last.extend(reversed(found))
+        pos += same
+        if same < size:
+            break
+    head = head_lines = 0
+    if newlines > DIFF_CONTEXT:
+        head, head_lines = last[0] + 1, newlines - DIFF_CONTEXT
+    room = limit - (last[-1] + 1 if last else 0)  # the tail may not take a line of the head
+    near: list[int] = []  # the newlines of the common end nearest its start, as distances from the end
+    back = 0
+    while back < room:
+        size = min(CHUNK_SIZE, room - back)
+        x = _read_at(a, a_start + a_size - back - size, size)
+        y = _read_at(b, b_start + b_size - back - size, size)
+        same = size if x == y else _common_length(x, y, True)
+        piece = x if same == size else x[size - same:]
+        found = []
+        at = -1
+        while len(found) <= DIFF_CONTEXT:
+            at = piece.find(b"\n", at + 1)
+            if at < 0:
+                break
+            found.append(back + same - at)
+        near = (found + near)[:DIFF_CONTEXT + 1]
+        back += same
+        if same < size:
+            break
+    tail = near[DIFF_CONTEXT] - 1 if len(near) > DIFF_CONTEXT else 0
+    if text and tail:
+        try:
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            for chunk in _read_span(a, a_start + a_size - tail, tail):
+                decoder.decode(chunk)
+            decoder.decode(b"", True)
+        except UnicodeDecodeError:
+            text = False
+    return head, head_lines, tail, text
+
+
+def _read_at(stream: IO[bytes], start: int, size: int) -> bytes:
+    """Return SIZE bytes of STREAM from START."""
+    return b"".join(_read_span(stream, start, size))
+
+
+def _common_length(x: bytes, y: bytes, from_end: bool) -> int:
+    """Return how many bytes X and Y (of one length) have in common at their start, or at their end."""
+    low, high = 0, len(x)
+    while low < high:  # bisect: slices are compared in C
+        mid = (low + high + 1) // 2
+        if (x[len(x) - mid:] == y[len(y) - mid:]) if from_end else (x[:mid] == y[:mid]):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _runs_equal(a: _DiffSide, b: _DiffSide, runs: Sequence[int]) -> bool:
+    """Tell whether every run of lines that the hashes call equal is equal byte for byte.
+
+    Lines were compared by hash; a diff that shows a changed line as
+    unchanged context must not be possible, even with a chosen hash seed.
+    """
+    for k in range(0, len(runs), 3):
+        i, j, size = runs[k], runs[k + 1], runs[k + 2]
+        old_begin, old_end = a.byte_range(i, i + size)
+        new_begin, new_end = b.byte_range(j, j + size)
+        if old_end - old_begin != new_end - new_begin:
+            return False
+        old_chunks = _read_span(a.span[0], a.span[1] + old_begin, old_end - old_begin)
+        new_chunks = _read_span(b.span[0], b.span[1] + new_begin, new_end - new_begin)
+        if any(x != y for x, y in zip(old_chunks, new_chunks)):  # same sizes asked for: same chunk edges
+            return False
+    return True
+
+
+class _Buffered:
+    """Gathers small writes into chunks for OUT."""
+
+    def __init__(self, out: _ByteSink) -> None:
+        self.out = out
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Take DATA; pass the gathered writes on once they fill a chunk."""
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= CHUNK_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pass every gathered write on to OUT."""
+        if self.parts:
+            self.out.write(b"".join(self.parts))
+            self.parts = []
+            self.size = 0
+
+
+def _escaper() -> Callable[[bytes], tuple[bytes, int]]:
+    """Return a function that makes control characters in text visible; it returns the text and how many.
+
+    Escaped: C0 controls but TAB and LF, a CR not followed by LF, DEL, and C1
+    controls (U+0080 to U+009F, two bytes in UTF-8).
+    """
+    import re
+
+    pattern = re.compile(rb"\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+    def shown(match: re.Match[bytes]) -> bytes:
+        text = match.group()
+        return b"\\r" if text == b"\r" else b"\\x%02x" % text[-1]
+
+    def escape(data: bytes) -> tuple[bytes, int]:
+        return pattern.subn(shown, data)
+
+    return escape
+
+
+def _emit_lines(
+    out: _Buffered, prefix: bytes, side: _DiffSide, first: int, last: int,
+    escape: Callable[[bytes], tuple[bytes, int]] | None,
+) -> bool:
+    """Write lines FIRST to LAST of SIDE to OUT, each after PREFIX, streamed; return whether any was escaped."""
+    begin, end = side.byte_range(first, last)
+    stream, start, _ = side.span
+    at_line_start = True
+    escaped = 0
+    held = b""  # with ESCAPE: a last byte that the next chunk decides about (CR, a C1 lead byte)
+    for data in _read_span(stream, start + begin, end - begin):
+        if escape is not None:
+            data = held + data
+            held = b""
+            if data[-1:] in (b"\r", b"\xc2"):
+                held, data = data[-1:], data[:-1]
+            data, count = escape(data)
+            escaped += count
+        at_line_start = _put_lines(out, prefix, data, at_line_start)
+    if held and escape is not None:
+        data, count = escape(held)
+        escaped += count
+        at_line_start = _put_lines(out, prefix, data, at_line_start)
+    if not at_line_start:
+        out.write(b"\n\\ No newline at end of file\n")
+    return escaped > 0
+
+
+def _put_lines(out: _Buffered, prefix: bytes, data: bytes, at_line_start: bool) -> bool:
+    """Write DATA to OUT with PREFIX at each line start; return whether it ends a line."""
+    if not data:
+        return at_line_start
+    if at_line_start:
+        out.write(prefix)
+    out.write(data[:-1].replace(b"\n", b"\n" + prefix) + data[-1:])
+    return data.endswith(b"\n")
+
+
+def _align(a: Sequence[int], b: Sequence[int]) -> tuple[array[int], bool] | None:
+    """Return the runs of equal lines between the line ids A and B, in order, as flat (i, j, size)
+    triples, and whether some region was left unaligned (shown whole); None past the work budget.
+
+    Common ends are trimmed; lines unique on both sides anchor the rest (the
+    longest increasing run of them, found with bisect: patience diff); the
+    regions between anchors are done the same way, and one without unique
+    lines goes to difflib when small. Each step is linear in its region and
+    the total is capped, so the cost stays near n log n. Work items and runs
+    are kept in flat arrays of numbers: a few dozen bytes a line.
+    """
+    import difflib
+    from array import array
+
+    budget = DIFF_WORK * (len(a) + len(b)) + (1 << 16)
+    runs = array("q")
+    coarse = False
+    # Work items, four numbers each: a region (a0, a1, b0, b1), or, with a1 = -1,
+    # a run (i, -1, j, size) to add once the regions before it are done.
+    todo = array("q", [0, len(a), 0, len(b)])
+    while todo:
+        b1, b0, a1, a0 = todo.pop(), todo.pop(), todo.pop(), todo.pop()
+        if a1 < 0:
+            _add_run(runs, a0, b0, b1)
+            continue
+        size = 0
+        while a0 + size < a1 and b0 + size < b1 and a[a0 + size] == b[b0 + size]:
+            size += 1
+        _add_run(runs, a0, b0, size)
+        a0, b0 = a0 + size, b0 + size
+        size = 0
+        while a1 - size > a0 and b1 - size > b0 and a[a1 - size - 1] == b[b1 - size - 1]:
+            size += 1
+        if size:
+            a1, b1 = a1 - size, b1 - size
+            todo.extend((a1, -1, b1, size))
+        if a0 == a1 or b0 == b1:
+            continue
+        budget -= (a1 - a0) + (b1 - b0)
+        if budget < 0:
+            return None
+        anchor_a, anchor_b, common = _unique_pairs(a, a0, a1, b, b0, b1)
+        if anchor_a:
+            # Pushed last to first, so that they are done in order.
+            end_a, end_b = a1, b1
+            for k in range(len(anchor_a) - 1, -1, -1):
+                i, j = anchor_a[k], anchor_b[k]
+                if i + 1 < end_a and j + 1 < end_b:
+                    todo.extend((i + 1, end_a, j + 1, end_b))
+                todo.extend((i, -1, j, 1))
+                end_a, end_b = i, j
+            if a0 < end_a and b0 < end_b:
+                todo.extend((a0, end_a, b0, end_b))
+        elif common and (a1 - a0) * (b1 - b0) <= DIFF_GAP_CELLS:
+            budget -= (a1 - a0) * (b1 - b0) // 8
+            matcher = difflib.SequenceMatcher(None, a[a0:a1], b[b0:b1], autojunk=False)
+            for i, j, n in matcher.get_matching_blocks():
+                _add_run(runs, a0 + i, b0 + j, n)
+        elif common:
+            # Few edits in a large region (lines moved among repeated ones):
+            # Myers' O((N+M)D) search, for as many edits as the budget pays for.
+            limit = min(DIFF_MAX_EDITS, budget // ((a1 - a0) + (b1 - b0)))
+            found = _myers(a, a0, a1, b, b0, b1, limit)
+            if found is None:
+                coarse = True
+            else:
+                budget -= ((a1 - a0) + (b1 - b0)) * (len(found) // 3 + 1)
+                for k in range(0, len(found), 3):
+                    _add_run(runs, found[k], found[k + 1], found[k + 2])
+    return runs, coarse
+
+
+def _myers(a: Sequence[int], a0: int, a1: int, b: Sequence[int], b0: int, b1: int, limit: int) -> array[int] | None:
+    """Return the runs of equal lines (flat (i, j, size) triples, in order) of a shortest edit script
+    from A[A0:A1] to B[B0:B1] of at most LIMIT edits (Myers 1986); None if it takes more."""
+    from array import array
+
+    n, m = a1 - a0, b1 - b0
+    middle = limit + 1
+    far = array("q", [0]) * (2 * limit + 3)  # the furthest x reached on each diagonal k = x - y, at MIDDLE + k
+    trace: list[array[int]] = []  # FAR over diagonals -d-1 .. d+1 before each round d
+    for d in range(limit + 1):
+        trace.append(far[middle - d - 1:middle + d + 2])
+        for k in range(-d, d + 1, 2):
+            if k == -d or (k != d and far[middle + k - 1] < far[middle + k + 1]):
+                x = far[middle + k + 1]  # a line of B inserted
+            else:
+                x = far[middle + k - 1] + 1  # a line of A deleted
+            y = x - k
+            while x < n and y < m and a[a0 + x] == b[b0 + y]:
+                x += 1
+                y += 1
+            far[middle + k] = x
+            if x >= n and y >= m:
+                return _myers_runs(trace, d, n, m, a0, b0)
+    return None
+
+
+def _myers_runs(trace: list[array[int]], rounds: int, n: int, m: int, a0: int, b0: int) -> array[int]:
+    """Return the equal runs of the path that Myers' search found in ROUNDS rounds, walking back from (N, M)."""
+    from array import array
+
+    found: list[tuple[int, int, int]] = []
+    x, y = n, m
+    for d in range(rounds, 0, -1):
+        before = trace[d]  # index k + d + 1 holds diagonal k
+        k = x - y
+        down = k == -d or (k != d and before[k - 1 + d + 1] < before[k + 1 + d + 1])
+        previous = k + 1 if down else k - 1
+        start_x = before[previous + d + 1]
+        start_y = start_x - previous
+        mid_x, mid_y = (start_x, start_y + 1) if down else (start_x + 1, start_y)
+        if x > mid_x:
+            found.append((a0 + mid_x, b0 + mid_y, x - mid_x))
+        x, y = start_x, start_y
+    if x > 0:
+        found.append((a0, b0, x))
+    runs = array("q")
+    for run in reversed(found):
+        runs.extend(run)
+    return runs
+
+
+def _add_run(runs: array[int], i: int, j: int, size: int) -> None:
+    """Append the run of SIZE equal lines at I and J to RUNS, joining it to the last run if they touch."""
+    if not size:
+        return
+    if runs and runs[-3] + runs[-1] == i and runs[-2] + runs[-1] == j:
+        runs[-1] += size
+    else:
+        runs.extend((i, j, size))
+
+
+def _unique_pairs(
+    a: Sequence[int], a0: int, a1: int, b: Sequence[int], b0: int, b1: int
+) -> tuple[array[int], array[int], bool]:
+    """Return the longest increasing run of line pairs unique in both regions (as the arrays of their i
+    and of their j), and whether the regions have any line in common."""
+    from array import array
+    from bisect import bisect_left
+
+    # One dict: a line id's index in A (unique so far), -1 (not usable), or,
+    # once seen in B, -2 - (i << 32 | j).
+    where: dict[int, int] = {}
+    for i in range(a0, a1):
+        key = a[i]
+        where[key] = -1 if key in where else i
+    common = False
+    for j in range(b0, b1):
+        key = b[j]
+        state = where.get(key)
+        if state is None:
+            continue
+        common = True
+        if state >= 0:
+            where[key] = -2 - (state << 32 | j)
+        elif state < -1:
+            where[key] = -1  # twice in B
+    found_a, found_b = array("q"), array("q")  # in order of j
+    for j in range(b0, b1):
+        state = where.get(b[j], -1)
+        if state < -1 and (-2 - state) & 0xFFFFFFFF == j:
+            found_a.append((-2 - state) >> 32)
+            found_b.append(j)
+    del where
+    tails = array("q")  # the smallest last i of an increasing run of each length
+    ends = array("q")  # where in FOUND that run ends
+    before = array("q", [-1]) * len(found_a)
+    for k, i in enumerate(found_a):
+        at = bisect_left(tails, i)
+        if at == len(tails):
+            tails.append(i)
+            ends.append(k)
+        else:
+            tails[at] = i
+            ends[at] = k
+        before[k] = ends[at - 1] if at else -1
+    chain_a, chain_b = array("q"), array("q")
+    k = ends[-1] if ends else -1
+    while k >= 0:
+        chain_a.append(found_a[k])
+        chain_b.append(found_b[k])
+        k = before[k]
+    chain_a.reverse()
+    chain_b.reverse()
+    return chain_a, chain_b, common
+
+
+def _opcodes(runs: Sequence[int], old_lines: int, new_lines: int) -> Iterator[Opcode]:
+    """Yield difflib-style opcodes from the equal RUNS (flat, ordered, joined (i, j, size) triples)."""
+    i = j = 0
+    for k in range(0, len(runs) + 3, 3):
+        ai, bj, size = (runs[k], runs[k + 1], runs[k + 2]) if k < len(runs) else (old_lines, new_lines, 0)
+        tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
+        if tag:
+            yield tag, i, ai, j, bj
+        if size:
+            yield "equal", ai, ai + size, bj, bj + size
+        i, j = ai + size, bj + size
+
+
+def _groups(codes: Iterable[Opcode], context: int) -> Iterator[list[Opcode]]:
+    """Yield the hunks of CODES with CONTEXT lines around each change (difflib's get_grouped_opcodes)."""
+    group: list[Opcode] = []
+    first = True
+    for tag, i1, i2, j1, j2 in codes:
+        if first and tag == "equal":  # the leading stretch keeps only its last lines
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        first = False
+        if tag == "equal" and i2 - i1 > 2 * context:  # a long unchanged stretch ends a hunk
+            if group:
+                group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+                yield group
+                group = []
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        group.append((tag, i1, i2, j1, j2))
+    if group and group[-1][0] == "equal":  # the trailing stretch keeps only its first lines
+        tag, i1, i2, j1, j2 = group.pop()
+        group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
+
+
+def _hunk_range(start: int, stop: int) -> str:
+    """Return lines START to STOP as a unified diff's hunk header gives them (difflib's rule)."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    return f"{start + 1 if length else start},{length}"
 
 
 # ---------------------------------------------------------------------------
@@ -1911,44 +2756,69 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
 
 
 class _Collector:
-    """A consumer that writes no file: it keeps the names, and the bodies asked for."""
+    """A consumer that writes no file: it keeps the names, and the bodies asked for.
+
+    Kept bodies go back to back into one spool that spills to a temporary
+    file, so memory stays bounded whatever their sizes; each costs two numbers.
+    """
 
     def __init__(self, wanted: Iterable[str] | None = (), writer: Writer | None = None) -> None:
         self.names: list[str] = []
         self.wanted = None if wanted is None else set(wanted)  # None: every body
-        self.bodies: dict[str, IO[bytes]] = {}
+        self.bodies: dict[str, tuple[int, int]] = {}  # name: (start, size) in the spool
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
+        self._spool: IO[bytes] | None = None
+        self._kept: Entry | None = None  # the block whose body is being kept
+        self._start = 0
 
-    def add(self, name: str, origin: Origin) -> Entry | None:
-        self.names.append(name)
-        entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
-        if entry is not None and (self.writer or self.wanted is None or name in self.wanted):
+    @property
+    def spool(self) -> IO[bytes]:
+        """The stream that holds the kept bodies."""
+        if self._spool is None:
             import tempfile
 
-            self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+            self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        assert self._spool is not None
+        return self._spool
+
+    def add(self, name: str, origin: Origin) -> Entry | None:
+        """Note NAME, from ORIGIN, and start keeping its body if it is wanted; None if it cannot be written."""
+        self.names.append(name)
+        self._kept = None
+        entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
+        if entry is not None and (self.writer or self.wanted is None or name in self.wanted):
+            self._kept = entry
+            self._start = self.spool.seek(0, os.SEEK_END)
         return entry
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
+        """Take DATA, the next piece of ENTRY's body."""
         if self.writer:
             self.writer.write(entry, data)
-        body = self.bodies.get(entry.name)
-        if body is not None:
-            body.write(data)
+        if entry is self._kept:
+            self.spool.write(data)
 
     def end(self, entry: Entry) -> None:
+        """Finish ENTRY's body."""
         if self.writer:
             self.writer.end(entry)
+        if entry is self._kept:
+            self.bodies[entry.name] = (self._start, self.spool.tell() - self._start)
+            self._kept = None
 
     def body(self, name: str) -> bytes:
-        """Return the whole body of NAME."""
-        stream = self.bodies[name]
-        stream.seek(0)
-        return stream.read()
+        """Return the whole body of NAME (in memory: for callers that want bytes)."""
+        return b"".join(_read_span(*self.body_span(name)))
+
+    def body_span(self, name: str) -> Span:
+        """Return where the body of NAME is kept, to be read in chunks: (stream, start, size)."""
+        start, size = self.bodies[name]
+        return self.spool, start, size
 
     def close(self) -> None:
         """Drop the kept bodies."""
-        for stream in self.bodies.values():
-            stream.close()
+        if self._spool is not None:
+            self._spool.close()
         if self.writer:
             self.writer.close()
 
@@ -2022,8 +2892,26 @@ def _collect(inp: _Input, windows: bool, sink: _Sink, wanted: Iterable[str] | No
     return collector
 
 
-def _diffs(inp: _Input, output: str, windows: bool, sink: _Sink) -> Iterator[tuple[Entry, bytes]]:
-    """Yield (entry, unified diff) for every block of INP that would create or change a file under OUTPUT."""
+def _diff_entry(writer: Writer, collector: _Collector, entry: Entry, out: _ByteSink, visible: bool) -> None:
+    """Write to OUT the diff from ENTRY's target to its body kept by COLLECTOR (VISIBLE: for a terminal)."""
+    import tempfile
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as old:
+        try:
+            writer.read_target(entry, old)  # a copy: the target may change while the diff reads it twice
+        except OSError as exc:
+            raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+        _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body_span(entry.name), out, visible)
+
+
+def _write_diffs(
+    inp: _Input, output: str, windows: bool, sink: _Sink, out_for: Callable[[Entry], _ByteSink], visible: bool
+) -> None:
+    """Write the diff of every file INP would create or change under OUTPUT to out_for(entry), in bundle order.
+
+    VISIBLE: the diff goes to a terminal, so control characters are shown
+    escaped. Writes no file; a target that can never be written is an error.
+    """
     writer = Writer(output, force=True, dry_run=True)
     collector = _Collector((), writer)
     try:
@@ -2032,38 +2920,9 @@ def _diffs(inp: _Input, output: str, windows: bool, sink: _Sink) -> Iterator[tup
             raise _combined(writer.errors)
         for entry in writer.entries:
             if entry.status != "same":
-                try:
-                    old = writer.read_target(entry)
-                except OSError as exc:
-                    raise DiskError.cannot("read", entry.name, exc, entry.line) from None
-                yield entry, _diff(entry, old, collector.body(entry.name))
+                _diff_entry(writer, collector, entry, out_for(entry), visible)
     finally:
         collector.close()
-
-
-def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
-    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
-    import difflib
-
-    name = entry.name
-    before = "/dev/null" if entry.status == "new" else f"a/{name}"
-    try:
-        old_lines = _diff_lines(old.decode("utf-8"))
-        new_lines = _diff_lines(new.decode("utf-8"))
-    except UnicodeDecodeError:
-        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
-    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
-    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-    if not text:  # a file of the same text under a link, say: still show that it changes
-        text = f"--- {before}\n+++ b/{name}\n"
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _diff_lines(text: str) -> list[str]:
-    """Split TEXT after each LF only (str.splitlines also splits at CR, form feeds and more)."""
-    lines = text.split("\n")
-    last = lines.pop()
-    return [line + "\n" for line in lines] + ([last] if last else [])
 
 
 def _api_call(
@@ -2162,8 +3021,16 @@ def diff(
     folder = os.fspath(output)
 
     def job(inp: _Input, sink: _Sink) -> list[FileDiff]:
-        found = _diffs(inp, folder, portable or os.name == "nt", sink)
-        return [FileDiff(entry.name, entry.status, entry.line, text) for entry, text in found]
+        import io
+
+        found: list[tuple[Entry, io.BytesIO]] = []
+
+        def out_for(entry: Entry) -> io.BytesIO:
+            found.append((entry, io.BytesIO()))
+            return found[-1][1]
+
+        _write_diffs(inp, folder, portable or os.name == "nt", sink, out_for, False)
+        return [FileDiff(entry.name, entry.status, entry.line, text.getvalue()) for entry, text in found]
 
     return _api_call(bundle, on_warning, job)
 
@@ -2394,9 +3261,13 @@ def _cli_extract(args: argparse.Namespace, inp: _Input, windows: bool, reporter:
 def _cli_inspect(args: argparse.Namespace, inp: _Input, windows: bool, reporter: _Reporter) -> int:
     """Run -l, -p or --diff: read the whole bundle, check it, print; write no file."""
     if args.diff:
-        for _entry, text in _diffs(inp, args.output, windows, reporter):
+        stdout = _StdoutBytes()
+
+        def out_for(entry: Entry) -> _ByteSink:
             reporter.clear()
-            _write_stdout(text)
+            return stdout
+
+        _write_diffs(inp, args.output, windows, reporter, out_for, _is_terminal(sys.stdout))
         return EXIT_OK
     collector = _collect(inp, windows, reporter, args.print_names or ())
     try:
@@ -2408,25 +3279,24 @@ def _cli_inspect(args: argparse.Namespace, inp: _Input, windows: bool, reporter:
         if missing:
             raise _combined([SplitError(f"the bundle has no block named {quote(name)}", None, name) for name in missing])
         for name in args.print_names:
-            _write_stdout(collector.body(name))
+            for data in _read_span(*collector.body_span(name)):
+                _write_stdout(data)
     finally:
         collector.close()
     return EXIT_OK
 
 
+class _StdoutBytes:
+    """Stdout as a binary stream, whatever stdout is."""
+
+    def write(self, data: bytes) -> None:
+        """Write DATA to stdout."""
+        _write_stdout(data)
+
+
 def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
     """Run --pack: write the bundle to stdout only if every file could be bundled."""
-    import tempfile
-
-    windows = args.portable or os.name == "nt"
-    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as staged:
-        pack(args.pack, staged, windows, lambda path, message: reporter.warning(f"{quote(path)}: {message}"))
-        staged.seek(0)
-        while True:
-            data = staged.read(CHUNK_SIZE)
-            if not data:
-                break
-            _write_stdout(data)
+    pack(args.pack, _StdoutBytes(), portable=args.portable, on_warning=lambda warning: reporter.warning(warning.message))
     return EXIT_OK
 
 
@@ -2458,6 +3328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _write_stderr(parser.format_usage())
                 reporter.error(exc)
                 return exc.exit_status
+            except MemoryError:  # whatever ran out, the writer has rolled back
+                reporter.say("error", "out of memory; nothing was written (free some memory and run again)")
+                return EXIT_FAILURE
             except (Interrupted, KeyboardInterrupt) as exc:
                 reporter.clear()
                 _write_stderr("splitfile: error: interrupted; nothing was written\n")

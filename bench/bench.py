@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
     parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
-    parser.add_argument("--only", default="large,pipe,memory,small,startup",
+    parser.add_argument("--only", default="large,pipe,memory,small,startup,diff",
                         help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -178,6 +178,8 @@ def main() -> None:
         small_section(py, small, out, work, count, rounds)
     if "startup" in only:
         startup_section(py, tiny, out, rounds)
+    if "diff" in only:
+        diff_section(py, work, rounds)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -275,6 +277,54 @@ def startup_section(py: str, tiny: str, out: str, rounds: int) -> None:
         print(f"  {name:20s} median {statistics.median(values) * 1000:.1f} ms")
     for name in ("python splitfile.py", "python -m splitfile"):
         print(f"  {name} / bare start = {ratio(times, name, 'python -c pass'):.2f}x   (target <= 1.3)")
+
+
+def diff_section(py: str, work: str, rounds: int) -> None:
+    """--diff of a 2 MB file with every other line changed, beside GNU diff -u of the same two files."""
+    print(f"\n## --diff: a 2 MB file with every other line changed ({rounds} rounds)")
+    folder = os.path.join(work, "diff-target")
+    os.makedirs(folder, exist_ok=True)
+    old = os.path.join(folder, "module.py")
+    new = os.path.join(work, "module-new.py")
+    bundle = os.path.join(work, "diff-bundle.txt")
+    line = b"    result_%d = compute(value, %d)  # a typical line of source code\n"
+    lines = []
+    size = 0
+    while size < 2_000_000:
+        lines.append(line % (len(lines), len(lines)))
+        size += len(lines[-1])
+    changed = [text.replace(b"compute", b"evaluate") if i % 2 else text for i, text in enumerate(lines)]
+    with open(old, "wb") as f:
+        f.write(b"".join(lines))
+    with open(new, "wb") as f:
+        f.write(b"".join(changed))
+    with open(bundle, "wb") as f:
+        f.write(b"<<<FILE module.py>>>\n" + b"".join(changed) + b"<<<END module.py>>>\n")
+    devnull = subprocess.DEVNULL
+
+    def timed(argv: list[str]) -> tuple[float, int]:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=devnull)
+        _, _, usage = os.wait4(proc.pid, 0)
+        return time.perf_counter() - start, usage.ru_maxrss
+
+    peaks: dict[str, int] = {}
+
+    def contender(name: str, argv: list[str]) -> float:
+        seconds, peak = timed(argv)
+        peaks[name] = max(peaks.get(name, 0), peak)
+        return seconds
+
+    times = interleave(rounds, {
+        "splitfile --diff": lambda: contender("splitfile --diff", [py, SPLITFILE, bundle, "--diff", "-o", folder]),
+        "diff -u": lambda: contender("diff -u", ["diff", "-u", old, new]),
+    })
+    print(f"  {len(lines)} lines, {size} bytes")
+    for name, values in times.items():
+        print(f"  {name:18s} median {statistics.median(values):.3f} s, peak {peaks[name] / 1024:.1f} MiB")
+    print(f"  splitfile --diff / diff -u = {ratio(times, 'splitfile --diff', 'diff -u'):.1f}x")
+    for path in (old, new, bundle):
+        os.remove(path)
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
