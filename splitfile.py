@@ -36,13 +36,14 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Final, Iterable, Iterator, Protocol, Sequence, Union
+    from typing import IO, Callable, Dict, Final, Iterable, Iterator, Protocol, Sequence, Tuple, Union
 
     class _HasLine(Protocol):
         @property
         def line(self) -> int: ...
 
     Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
+    _Folder = Dict[str, Union["_Folder", Tuple[str, Origin]]]  # NameIndex's tree
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.0.0"
@@ -233,7 +234,41 @@ def check_name(name: str, windows: bool = False) -> list[str]:
     for part in parts:
         if part:
             reasons.extend(_part_problems(part, windows))
+    wrapped = _unwrap(name)
+    if wrapped is not None:
+        form, meant = wrapped
+        reasons.append(f"it is {form}, not a path; write {quote(OPEN_PREFIX.decode() + meant + '>>>')}")
     return list(dict.fromkeys(reasons))
+
+
+# What wraps a name that prompts and models write but no one means as a path.
+_WRAPPERS: Final = {'"': ('"', "in quotes"), "'": ("'", "in quotes"), "`": ("`", "in backticks"),
+                    "<": (">", "in angle brackets")}
+
+
+def _unwrap(name: str) -> tuple[str, str] | None:
+    """Return how NAME is a quoted or attribute form of a name, and the name meant; None if it is neither.
+
+    `"a.py"`, `path="a.py"` and `a.py lang=py` are refused; a Hive-style
+    folder (`year=2024/a.csv`) is a path and stays valid.
+    """
+    if not name or (name[0] not in _WRAPPERS and "=" not in name):
+        return None  # the usual case, decided without a pattern
+    import re
+
+    if len(name) >= 2 and name[0] in _WRAPPERS and name[-1] == _WRAPPERS[name[0]][0]:
+        return _WRAPPERS[name[0]][1], name[1:-1].strip()
+    attribute = re.match(r"[A-Za-z_][A-Za-z0-9_-]*=([\"'])", name)
+    if attribute:
+        value = name[attribute.end():]
+        end = value.find(attribute.group(1))
+        return "in attribute form", (value[:end] if end >= 0 else value).strip()
+    spaced = re.search(r"\s[A-Za-z_][A-Za-z0-9_-]*=", name)
+    if spaced:
+        first = name[:spaced.start()].strip()
+        key = re.match(r"[A-Za-z_][A-Za-z0-9_-]*=", first)
+        return "in attribute form", first[key.end():] if key else first
+    return None
 
 
 def _part_problems(part: str, windows: bool) -> Iterator[str]:
@@ -270,32 +305,51 @@ def name_key(name: str) -> tuple[str, ...]:
 
 
 class NameIndex:
-    """The names seen so far, to refuse two that would land on the same file."""
+    """The names seen so far, to refuse two that would land on the same file.
+
+    A tree of dicts keyed by canonical part: a folder is a dict (its "" entry
+    tells which name first needed it), a file is its (name, origin) pair. So
+    memory and time grow with the total length of the names, however deep.
+    """
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, ...], tuple[str, Origin]] = {}
-        self._folders: dict[tuple[str, ...], tuple[str, Origin]] = {}
+        self._root: _Folder = {}
 
     def add(self, name: str, origin: Origin = 0) -> str | None:
         """Record NAME, from ORIGIN (a line, 0 for none); return why it collides with an earlier name, if it does."""
         key = name_key(name)
-        clash = self._files.get(key)
-        if clash and clash[0] == name:
-            first = _line_of(clash[1])
-            return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
-        if clash:
-            return (
-                f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
-                " they would overwrite each other on macOS and Windows"
-            )
-        if key in self._folders:
-            return f"{quote(name)} is a file, but {_earlier(self._folders[key])} needs it as a folder"
-        for depth in range(1, len(key)):
-            if key[:depth] in self._files:
-                return f"{quote(name)} needs {_earlier(self._files[key[:depth]])} as a folder, but it is a file"
-        self._files[key] = (name, origin)
-        for depth in range(1, len(key)):
-            self._folders.setdefault(key[:depth], (name, origin))
+        folder = self._root
+        depth = 0
+        for depth, part in enumerate(key[:-1]):  # noqa: B007 (depth is used after the loop)
+            below = folder.get(part)
+            if below is None:
+                break
+            if isinstance(below, tuple):
+                return f"{quote(name)} needs {_earlier(below)} as a folder, but it is a file"
+            folder = below
+        else:
+            leaf = key[-1]
+            clash = folder.get(leaf)
+            if isinstance(clash, tuple) and clash[0] == name:
+                first = _line_of(clash[1])
+                return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
+            if isinstance(clash, tuple):
+                return (
+                    f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
+                    " they would overwrite each other on macOS and Windows"
+                )
+            if clash is not None:
+                seen = clash[""]
+                assert isinstance(seen, tuple)
+                return f"{quote(name)} is a file, but {_earlier(seen)} needs it as a folder"
+            folder[leaf] = (name, origin)
+            return None
+        seen_here = (name, origin)
+        for part in key[depth:-1]:  # the folders no earlier name has
+            made: _Folder = {"": seen_here}
+            folder[part] = made
+            folder = made
+        folder[key[-1]] = seen_here
         return None
 
 
