@@ -159,6 +159,7 @@ class ParserAgreesWithReferenceTest(unittest.TestCase):
                 for i in range(0, max(len(data), 1), size):
                     events += parser.feed(data[i:i + size])
                 events += parser.finish()
+                parser.close()
             except splitfile.BundleError as exc:
                 got = None  # type: ignore[assignment]
                 self.assertEqual(exc.line, reference_error_line(data), data)

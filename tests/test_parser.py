@@ -30,6 +30,7 @@ def events(data: bytes, sizes: list[int] | None = None, reread: bool = False) ->
             pos += size
             i += 1
     raw += parser.finish()
+    parser.close()
     out: list[tuple] = []
     for ev in raw:
         if isinstance(ev, splitfile.Body):  # data is a view into the chunk: copy it
@@ -152,7 +153,9 @@ class StructureErrorTest(unittest.TestCase):
              b"prose\n<<<FILE a>>>\nx\n<<<FILE b>>>\ny\n<<<END b>>>\n", 2,
              ["never closed", "line 4 starts another block"]),
             ("unclosed, case-different close is the likely cause",
-             b"<<<FILE a>>>\nx\n  <<<end A>>> \n", 1, ["line 3 was probably meant to close it"]),
+             b"<<<FILE a>>>\nx\n  <<<end A>>> \n", 1,
+             ["line 3 '  <<<end A>>> ' was probably meant to close it, but it has a trailing blank, which is invisible",
+              "it has 'end' where a marker has 'END': case matters", "the name differs in case; write '<<<END a>>>'"]),
             ("close outside a block", b"x\n<<<END a>>>\n", 2, ["closes no open block"]),
             ("close of another name after a block", b"<<<FILE a>>>\n<<<END a>>>\n<<<END b>>>\n", 3,
              ["'<<<END b>>>' closes no open block"]),
@@ -182,8 +185,9 @@ class StructureErrorTest(unittest.TestCase):
                     for i in range(0, len(data), 4096):
                         parser.feed(data[i:i + 4096])
                     parser.finish()
+                    parser.close()
                 self.assertEqual(caught.exception.line, 1)
-                self.assertIn("line 3 was probably meant to close it", caught.exception.message)
+                self.assertIn("line 3 '  <<<end a>>>' was probably meant to close it", caught.exception.message)
 
     def test_first_error_ends_the_parse(self) -> None:
         parser = splitfile.Parser()
@@ -306,6 +310,7 @@ class BoundedMemoryTest(unittest.TestCase):
             for piece in [b"ok\n<<<END "] + [b"x" * 65536] * 4 + [b">>>\n"]:
                 parser.feed(piece)
             parser.finish()
+            parser.close()
         self.assertEqual(caught.exception.line, 2)
 
     def test_a_long_file_line_is_an_error_naming_the_limit(self) -> None:
@@ -314,6 +319,7 @@ class BoundedMemoryTest(unittest.TestCase):
             for piece in [b"<<<FILE "] + [b"x" * 65536] * 4 + [b">>>\n"]:
                 parser.feed(piece)
             parser.finish()
+            parser.close()
         self.assertEqual(caught.exception.line, 1)
         self.assertIn("4096", caught.exception.message)
 
