@@ -1003,8 +1003,9 @@ class Parser:
             keyword, name, why = _near_miss_why(text)
             miss = NearMiss(text[:200], why, self._offset(), lines.now(), lines)
             opener = self._opening.pop(name, None) if keyword == b"END" else None
-            if opener is not None:
+            if opener is not None:  # the error at the FILE line names this line: no warning of its own
                 opener.closed_by = miss
+                return
             if keyword == b"FILE":
                 self._opening[name] = miss
             if self._opening or self._held:

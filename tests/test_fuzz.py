@@ -71,10 +71,43 @@ def reference_error_line(data: bytes) -> int | None:
     return opened if name is not None else None
 
 
+def reference_meant(text: bytes) -> tuple[bytes, bytes] | None:
+    """Return (FILE or END, name) that TEXT, a line outside blocks, is a near miss for (SPEC 1.8), or None."""
+    core = text.strip(b" \t\v\f\r").lstrip(b" \t>*_`~-+").rstrip(b" \t*_`~")
+    if not core.startswith(b"<<"):
+        return None
+    rest = core.lstrip(b"<").lstrip()
+    for keyword in (b"FILE", b"END"):
+        if rest[:len(keyword)].upper() == keyword:
+            return keyword, rest[len(keyword):].lstrip(b":").strip().rstrip(b">").strip()
+    return None
+
+
+def reference_loses_a_file(data: bytes) -> bool:
+    """Tell whether a near-miss FILE line of DATA is closed by name outside any block (SPEC 1.10): a failure."""
+    name: bytes | None = None
+    meant: set[bytes] = set()
+    for line in data.split(b"\n"):
+        text = line[:-1] if line.endswith(b"\r") else line
+        if name is not None:
+            name = None if text == b"<<<END " + name + b">>>" else name
+        elif text.startswith(b"<<<FILE ") and text.endswith(b">>>"):
+            name, meant = text[8:-3], set()
+        elif text.startswith(b"<<<END ") and text.endswith(b">>>") and text[7:-3] in meant:
+            return True
+        else:
+            near = reference_meant(text)
+            if near and near[0] == b"FILE":
+                meant.add(near[1])
+            elif near and near[1] in meant:
+                return True
+    return False
+
+
 def expected_tree(data: bytes) -> dict[str, bytes] | None:
     """Return the files DATA must make in an empty folder, or None if the run must fail."""
     blocks = reference(data)
-    if blocks is None:
+    if blocks is None or reference_loses_a_file(data):
         return None
     index = splitfile.NameIndex()
     tree = {}
@@ -88,6 +121,7 @@ def expected_tree(data: bytes) -> dict[str, bytes] | None:
 
 PARTS = ["src", "a", "lib", "docs", "caf\u00e9", "x.py", "README.md", "\u65e5\u672c", "t-1", ".env", "n_2"]
 LINES = [b"print('hi')", b"", b"    indented", b"<<<FILE other>>>", b"<<<END other>>>", b"<<<END x>>> ",
+         b"<<<file x>>>", b"<<<END>>>", b"```python", b"```",
          b"\x00\xff binary", b"\xef\xbb\xbf", b"<<FILE near>>", b"text\r", b"<<<", b">>>", b"\t\t"]
 
 
@@ -117,7 +151,7 @@ def random_bundle(rng: random.Random) -> bytes:
 def mutate(rng: random.Random, data: bytes) -> bytes:
     """Return DATA with one random mutation: bytes flipped, lines cut, duplicated or swapped, markers swapped."""
     lines = data.split(b"\n")
-    kind = rng.randrange(7)
+    kind = rng.randrange(8)
     if kind == 0 and data:
         i = rng.randrange(len(data))
         return data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
@@ -136,10 +170,23 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
             lines[i], lines[j] = lines[j], lines[i]
     elif kind == 5:
         return data[: rng.randrange(len(data) + 1)]
+    elif kind == 6:
+        markers = [i for i, line in enumerate(lines) if line.startswith((b"<<<FILE ", b"<<<END "))]
+        if markers:  # mistype a marker the way models do (SPEC 1.10)
+            i = rng.choice(markers)
+            both = [i] + [j for j in markers if j > i and lines[j] == b"<<<END " + lines[i].rstrip(b"\r")[8:]][:1]
+            typo = rng.choice([
+                lambda t: t.rstrip(b"\r") + b" ", lambda t: b"**" + t.rstrip(b"\r") + b"**", lambda t: b"    " + t,
+                lambda t: t.replace(b"FILE ", b"FILE: ").replace(b"END ", b"END: "), lambda t: t[1:],
+                lambda t: t.replace(b"FILE", b"file").replace(b"END", b"end"), lambda t: b"> " + t,
+            ])
+            for j in both if rng.random() < 0.5 else both[:1]:  # both: the file is lost unless it fails
+                lines[j] = typo(lines[j])
     else:
         i = rng.randrange(len(lines))
         lines.insert(i, rng.choice([b"<<<FILE ../evil>>>", b"<<<END a>>>", b"<<<FILE A>>>", b"<<<FILE .git/x>>>",
-                                    b"<<<file a>>>", b"<<<FILE a\x1b>>>", b"\xff\xfe"]))
+                                    b"<<<file a>>>", b"<<<FILE a\x1b>>>", b"\xff\xfe", b"<<<FILE: a>>>",
+                                    b"<<<END a>>> ", b"**<<<FILE a>>>**", b'<<<FILE "a">>>', b"<<<FILE a lang=py>>>"]))
     return b"\n".join(lines)
 
 
