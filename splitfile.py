@@ -575,7 +575,7 @@ def _show(text: bytes) -> str:
 def _blanks(what: bytes, where: str) -> str:
     """Describe the blanks WHAT at the start or end (WHERE) of a marker line: they are invisible, so say so."""
     if b"\r" in what:
-        return f"it has an extra carriage return (CR) at its {where}, which is invisible"
+        return f"it has an extra carriage return (CR) at its {'end' if where == 'trailing' else 'start'}, which is invisible"
     count = len(what)
     kind = "tab" if what == b"\t" * count else "blank"
     return f"it has {'a' if count == 1 else count} {where} {kind}{'s' if count > 1 else ''}, which {'is' if count == 1 else 'are'} invisible"
@@ -688,15 +688,16 @@ def _close_hint(block: _Block, text: bytes, number: int) -> str:
         return f"line {number} {_show(text)} was probably meant to close it, but {'; '.join(problems)}; {fix}"
     if _is_unnamed(name):
         return f"line {number} {_show(text)} does not name the file; {fix}"
-    other = name.strip(b"\"'`").lstrip(b"./") if name.strip(b"\"'`").startswith(b"./") else name.strip(b"\"'`")
+    other = name.strip(b"\"'`")
+    other = other[2:] if other.startswith(b"./") else other
     raw = block.raw_name
-    if other == raw or other.rsplit(b"/", 1)[-1] == raw.rsplit(b"/", 1)[-1] or other == _meant_bytes(raw):
+    meant = _meant(raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+    if meant != raw and other == meant:  # the FILE line is the one to fix
+        return (f"line {number} {_show(text)} closes the name meant; write"
+                f" {quote('<<<FILE ' + meant.decode('utf-8', 'surrogateescape') + '>>>')} at line {block.open.line}")
+    if other == raw or other.rsplit(b"/", 1)[-1] == raw.rsplit(b"/", 1)[-1]:
         return f"line {number} {_show(text)} names {_show(name)}, not {_show(raw)}; {fix}"
     return ""
-
-
-def _meant_bytes(raw: bytes) -> bytes:
-    return _meant(raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def _look_for_hints(block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> None:
