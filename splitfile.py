@@ -42,8 +42,12 @@ if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
         @property
         def line(self) -> int: ...
 
+    class _Named(_HasLine, Protocol):
+        name: str
+
     Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
-    _Folder = Dict[str, Union["_Folder", Tuple[str, Origin]]]  # NameIndex's tree
+    _Seen = Union[Tuple[str, Origin], _Named]  # a name and where it is: an Open event is both
+    _Folder = Dict[str, Union["_Folder", _Seen]]  # NameIndex's tree
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.0.0"
@@ -308,8 +312,9 @@ class NameIndex:
     """The names seen so far, to refuse two that would land on the same file.
 
     A tree of dicts keyed by canonical part: a folder is a dict (its "" entry
-    tells which name first needed it), a file is its (name, origin) pair. So
-    memory and time grow with the total length of the names, however deep.
+    tells which name first needed it), a file is where its name was seen (the
+    Open event itself when it carries the name, else a (name, origin) pair).
+    So memory and time grow with the total length of the names, however deep.
     """
 
     def __init__(self) -> None:
@@ -324,33 +329,37 @@ class NameIndex:
             below = folder.get(part)
             if below is None:
                 break
-            if isinstance(below, tuple):
+            if not isinstance(below, dict):
                 return f"{quote(name)} needs {_earlier(below)} as a folder, but it is a file"
             folder = below
         else:
-            leaf = key[-1]
-            clash = folder.get(leaf)
-            if isinstance(clash, tuple) and clash[0] == name:
-                first = _line_of(clash[1])
+            clash = folder.get(key[-1])
+            if isinstance(clash, dict):
+                return f"{quote(name)} is a file, but {_earlier(clash[''])} needs it as a folder"
+            if clash is not None and _seen(clash)[0] == name:
+                first = _seen(clash)[1]
                 return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
-            if isinstance(clash, tuple):
+            if clash is not None:
                 return (
                     f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
                     " they would overwrite each other on macOS and Windows"
                 )
-            if clash is not None:
-                seen = clash[""]
-                assert isinstance(seen, tuple)
-                return f"{quote(name)} is a file, but {_earlier(seen)} needs it as a folder"
-            folder[leaf] = (name, origin)
-            return None
-        seen_here = (name, origin)
+        # An Open event already holds the name: keeping it alone saves a tuple a file.
+        seen: _Seen = origin if getattr(origin, "name", None) is name else (name, origin)  # type: ignore[assignment]
         for part in key[depth:-1]:  # the folders no earlier name has
-            made: _Folder = {"": seen_here}
+            made: _Folder = {"": seen}
             folder[part] = made
             folder = made
-        folder[key[-1]] = seen_here
+        folder[key[-1]] = seen
         return None
+
+
+def _seen(seen: _Seen | _Folder) -> tuple[str, int]:
+    """Return the name and line (0 for none) that NameIndex kept."""
+    assert not isinstance(seen, dict), "a folder's own entry is where it was first needed"
+    if isinstance(seen, tuple):
+        return seen[0], _line_of(seen[1])
+    return seen.name, seen.line
 
 
 def _line_of(origin: Origin) -> int:
@@ -358,10 +367,9 @@ def _line_of(origin: Origin) -> int:
     return origin if isinstance(origin, int) else origin.line
 
 
-def _earlier(seen: tuple[str, Origin]) -> str:
+def _earlier(seen: _Seen | _Folder) -> str:
     """Return an earlier name quoted, with its line if it has one."""
-    name, origin = seen
-    line = _line_of(origin)
+    name, line = _seen(seen)
     return f"{quote(name)} (line {line})" if line else quote(name)
 
 

@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
     parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
-    parser.add_argument("--only", default="large,pipe,memory,small,startup",
+    parser.add_argument("--only", default="large,pipe,memory,small,startup,names",
                         help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -178,6 +178,8 @@ def main() -> None:
         small_section(py, small, out, work, count, rounds)
     if "startup" in only:
         startup_section(py, tiny, out, rounds)
+    if "names" in only:
+        names_section(py, out, work, 100_000 if args.quick else 1_000_000)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -275,6 +277,39 @@ def startup_section(py: str, tiny: str, out: str, rounds: int) -> None:
         print(f"  {name:20s} median {statistics.median(values) * 1000:.1f} ms")
     for name in ("python splitfile.py", "python -m splitfile"):
         print(f"  {name} / bare start = {ratio(times, name, 'python -c pass'):.2f}x   (target <= 1.3)")
+
+
+def names_section(py: str, out: str, work: str, count: int) -> None:
+    """Peak memory per file (COUNT one-line blocks) and for deep names, beside the bare interpreter."""
+    print(f"\n## Per-file memory: {count:,} one-line blocks; 40 names 1,000 parts deep"
+          "   (target <= 200 bytes a file; tens of MiB for deep names)")
+    many = os.path.join(work, "many.txt")
+    with open(many, "wb") as f:
+        for i in range(count):
+            name = f"d{i % 1000}/f{i}.txt".encode()
+            f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
+    deep = os.path.join(work, "deep.txt")
+    with open(deep, "wb") as f:
+        for i in range(40):  # about 2 KB each: valid names (SPEC 2), 1,000 parts deep
+            name = (f"n{i}/" + "d/" * 998 + "f.txt").encode()
+            f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
+    quiet = ["sh", "-c", 'exec "$0" "$@" >/dev/null']  # exec: the peak measured is splitfile's own
+    _, bare = run([py, "-c", "pass"])
+    print(f"  {'bare interpreter (python -c pass)':36s} {bare / 1024:6.1f} MiB")
+    cases = [
+        ("-l", [py, SPLITFILE, many, "-l"], count),
+        ("-n", [py, SPLITFILE, many, "-n", "-o", out], count),
+        ("real run", [py, SPLITFILE, many, "-o", out], count),
+        ("40 names 1,000 parts deep, -l", [py, SPLITFILE, deep, "-l"], 0),
+    ]
+    for title, argv, files in cases:
+        fresh(out)
+        _, rss = run(quiet + argv)
+        per = f"   {(rss - bare) * 1024 / files:5.0f} bytes a file above the interpreter" if files else ""
+        print(f"  {title:36s} {rss / 1024:6.1f} MiB{per}")
+    fresh(out)
+    os.remove(many)
+    os.remove(deep)
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
