@@ -641,6 +641,9 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
     if closing != 3:
         problems.append(f"it ends with {closing} '>' where a marker has 3")
     name = rest[:len(rest) - closing]
+    if name != name.lstrip(_BLANKS):
+        problems.append(f"it has more than one blank after {word}")
+        name = name.lstrip(_BLANKS)
     if name != name.rstrip(_BLANKS):
         problems.append("it has a blank before '>>>'")
         name = name.rstrip(_BLANKS)
@@ -1011,7 +1014,9 @@ class Parser:
         if _is_near_miss(text):
             keyword, name, why = _near_miss_why(text)
             miss = NearMiss(text[:200], why, self._offset(), lines.now(), lines)
-            opener = self._opening.pop(name, None) if keyword == b"END" else None
+            opener = None
+            if keyword == b"END" and self._opening:  # an unnamed close closes the last FILE line
+                opener = self._opening.pop(name or list(self._opening)[-1], None)
             if opener is not None:  # the error at the FILE line names this line: no warning of its own
                 opener.closed_by = miss
                 return

@@ -83,6 +83,12 @@ def reference_meant(text: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
+def reference_unnamed(name: bytes) -> bool:
+    """Tell whether NAME of a close-like line names no file (SPEC 1.10: `<<<END>>>`, `<<<END_FILE>>>`, ...)."""
+    word = name.lstrip(b"_ ").upper()
+    return word in (b"", b"FILE") or word.startswith((b"FILE:", b"FILE "))
+
+
 def reference_loses_a_file(data: bytes) -> bool:
     """Tell whether a near-miss FILE line of DATA is closed by name outside any block (SPEC 1.10): a failure."""
     name: bytes | None = None
@@ -99,7 +105,7 @@ def reference_loses_a_file(data: bytes) -> bool:
             near = reference_meant(text)
             if near and near[0] == b"FILE":
                 meant.add(near[1])
-            elif near and near[1] in meant:
+            elif near and meant and (near[1] in meant or reference_unnamed(near[1])):
                 return True
     return False
 
