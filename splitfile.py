@@ -553,10 +553,12 @@ def _find_marker(buf: Buffer, marker: bytes, start: int, end: int) -> int:
 
 
 def _is_open_marker(text: bytes) -> bool:
+    """Tell whether TEXT is an open marker (SPEC 1.3)."""
     return text.startswith(OPEN_PREFIX) and text.endswith(MARKER_SUFFIX)
 
 
 def _is_close_shaped(text: bytes) -> bool:
+    """Tell whether TEXT is shaped like a close marker, for any name (SPEC 1.4)."""
     return text.startswith(CLOSE_PREFIX) and text.endswith(MARKER_SUFFIX)
 
 
@@ -577,16 +579,22 @@ def _is_near_miss(text: bytes) -> bool:
 
 
 def _show(text: bytes) -> str:
+    """Return marker-like TEXT quoted for a message (its first 200 bytes)."""
     return quote(text[:200].decode("utf-8", "replace"))
 
 
 def _blanks(what: bytes, where: str) -> str:
-    """Describe the blanks WHAT at the start or end (WHERE) of a marker line: they are invisible, so say so."""
+    """Describe the blanks WHAT, "leading" or "trailing" (WHERE) on a marker line; they are invisible, so say so."""
     if b"\r" in what:
         return f"it has an extra carriage return (CR) at its {'end' if where == 'trailing' else 'start'}, which is invisible"
+    return f"it has {_count_blanks(what, where)}, which {'is' if len(what) == 1 else 'are'} invisible"
+
+
+def _count_blanks(what: bytes, where: str) -> str:
+    """Return e.g. "a trailing blank", "4 leading blanks" or "2 leading tabs" for WHAT."""
     count = len(what)
     kind = "tab" if what == b"\t" * count else "blank"
-    return f"it has {'a' if count == 1 else count} {where} {kind}{'s' if count > 1 else ''}, which {'is' if count == 1 else 'are'} invisible"
+    return f"a {where} {kind}" if count == 1 else f"{count} {where} {kind}s"
 
 
 def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
@@ -601,10 +609,7 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
     body = core.lstrip(_BLANKS)
     indent = core[:len(core) - len(body)]
     if len(indent) > 1 or indent == b"\t":
-        problems.append(
-            f"it is indented ({_blanks(indent, 'leading')[7:].split(',')[0]}); if the body is indented too,"
-            " remove the indentation from every line of the block"
-        )
+        problems.append(f"it is indented ({_count_blanks(indent, 'leading')})")
     elif indent:
         problems.append(_blanks(indent, "leading"))
     inner = body.lstrip(_DECORATION)
@@ -612,7 +617,7 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
     plain = inner.rstrip(_TRAILING_DECORATION)
     right = inner[len(plain):].strip()
     if left or right:
-        around = " and ".join(([f"{_show(left)} before it"] if left else []) + ([f"{_show(right)} after it"] if right else []))
+        around = " and ".join([f"{_show(left)} before it"] * bool(left) + [f"{_show(right)} after it"] * bool(right))
         problems.append(f"it carries Markdown decoration ({around}); a marker is plain text")
     opening = len(plain) - len(plain.lstrip(b"<"))
     if opening < 2:
@@ -651,7 +656,10 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
 
 
 def _is_unnamed(name: bytes) -> bool:
-    """Tell whether NAME, read from a close-like line, names no file (`<<<END>>>`, `<<<END FILE>>>`, `<<<END_FILE: a>>>`)."""
+    """Tell whether NAME, read from a close-like line, names no file.
+
+    As in `<<<END>>>`, `<<<END FILE>>>`, `<<<END_FILE>>>`, `<<<ENDFILE>>>` and `<<<END FILE: a>>>`.
+    """
     word = name.lstrip(b"_ ").upper()
     return not word or word == b"FILE" or word.startswith((b"FILE:", b"FILE "))
 
@@ -685,7 +693,8 @@ def _close_hint(block: _Block, text: bytes, number: int) -> str:
     """Return why body line NUMBER, TEXT, was probably meant to close BLOCK or to end it; "" if it was not."""
     close = block.close
     if _is_open_marker(text):
-        return f"line {number} starts another block: is the END line above it missing? {_fix(b'END', block.raw_name)} before it"
+        fix = _fix(b"END", block.raw_name)
+        return f"line {number} starts another block: is the END line above it missing? {fix} before it"
     if text.endswith(close) and text.strip(_BLANKS) != close:
         return f"line {number} ends with the close marker; a marker must be alone on its line"
     repaired = _repair(text)
@@ -816,6 +825,7 @@ class Parser:
         self._pending: BundleError | None = None  # the error to raise at the next call
         self._previous = b""  # the last outside line, while no block is seen
         self._looks_like: tuple[str, _Located] | None = None  # another format's marker, while no block is seen
+        self._indented: tuple[NearMiss, bytes] | None = None  # an indented FILE near miss, and its indentation
 
     def feed(self, data: Buffer) -> list[Event]:
         """Consume DATA; return the events it completes."""
@@ -858,6 +868,7 @@ class Parser:
             self._opening.clear()
 
     def _feed(self, data: Buffer, events: list[Event]) -> None:
+        """Read DATA after what is left of the last chunk, adding the events found to EVENTS."""
         rest = self._buf[self._pos:]
         rest_offset = self._base + self._pos
         data_offset = self._base + len(self._buf)  # where DATA starts in the bundle
@@ -884,6 +895,7 @@ class Parser:
         self._run(False, events)
 
     def _finish(self, events: list[Event]) -> None:
+        """Read what is left at the end of input; raise the error a bundle that ends here has, if any."""
         if not self._checked_bom:
             self._check_bom()
         self._run(True, events)
@@ -912,6 +924,7 @@ class Parser:
         self._base = base
 
     def _offset(self) -> int:
+        """Return the bundle offset of the parser's position."""
         return self._base + self._pos
 
     def _error(self, message: str) -> BundleError:
@@ -919,6 +932,7 @@ class Parser:
         return BundleError(message, self._lines.at(self._offset()))
 
     def _check_bom(self) -> None:
+        """Skip a UTF-8 byte-order mark; refuse a UTF-16 or UTF-32 one (SPEC 1.2)."""
         self._checked_bom = True
         if self._buf.startswith(UTF8_BOM):
             self._pos = len(UTF8_BOM)
@@ -933,6 +947,7 @@ class Parser:
                 )
 
     def _run(self, final: bool, events: list[Event]) -> None:
+        """Read the chunk, inside and outside blocks in turn, until it runs dry."""
         while self._inside(final, events) if self._block else self._outside(final, events):
             pass
 
@@ -1006,6 +1021,8 @@ class Parser:
                 opener.closed_by = _Located(self._offset(), lines.now(), lines)
                 raise self._error(f"{_show(text)} closes no open block: line {opener.line} was meant to open it")
             raise self._error(f"{_show(text)} closes no open block; is the <<<FILE line above it mistyped?")
+        if self._indented is not None:
+            self._note_indented_body(text)
         if not self._blocks_seen and self._looks_like is None:
             form = _other_format(text, self._previous)
             if form:
@@ -1022,12 +1039,24 @@ class Parser:
                 return
             if keyword == b"FILE":
                 self._opening[name] = miss
+                indent = text[:len(text) - len(text.lstrip(_BLANKS))]
+                self._indented = (miss, indent) if len(indent) > 1 or indent == b"\t" else None
             if self._opening or self._held:
                 self._held.append(miss)
                 if len(self._held) > 1024:  # bounded: past this many, warn without waiting
                     self._release(events)
             else:
                 events.append(miss)
+
+    def _note_indented_body(self, text: bytes) -> None:
+        """Say so in the indented FILE near miss just before TEXT if TEXT, its first body line, is indented too."""
+        assert self._indented is not None
+        miss, indent = self._indented
+        self._indented = None
+        if text.startswith(indent) and text.strip():
+            problem = f"it is indented ({_count_blanks(indent, 'leading')})"
+            miss.why = miss.why.replace(
+                problem, problem + " and so is the next line: remove the indentation from every line of the block", 1)
 
     # -- inside a block --------------------------------------------------------
 
