@@ -496,13 +496,15 @@ class Body:
 
 
 class Close(_Located):
-    """The open block ends; FENCED: its first and last body lines are Markdown fences (kept, but worth a warning)."""
+    """The open block ends."""
 
-    __slots__ = ("fenced",)
+    __slots__ = ()
 
-    def __init__(self, offset: int, line: int, lines: _Lines, fenced: bool = False) -> None:
-        super().__init__(offset, line, lines)
-        self.fenced = fenced
+
+class Fenced(_Located):
+    """Just before its Close: the block's first and last body lines are Markdown fences, kept as content."""
+
+    __slots__ = ()
 
 
 class NearMiss(_Located):
@@ -523,7 +525,7 @@ class NearMiss(_Located):
 
 
 if TYPE_CHECKING:
-    Event = Union[Open, Body, Close, NearMiss]
+    Event = Union[Open, Body, Close, NearMiss, Fenced]
     Buffer = Union[bytes, bytearray]
     Reread = Callable[[int, int], Iterable[bytes]]
 
@@ -729,19 +731,19 @@ def _look_for_hints(block: _Block, buf: Buffer, start: int, end: int, at_line_st
         if line_start > start or at_line_start:
             text = _marker_text(bytes(buf[line_start:line_end]))
             hint = _close_hint(block, text, line + buf.count(b"\n", start, line_start))
-            if hint and block.hint:
-                block.more += 1
-            elif hint:
-                block.hint = hint
+            if hint:  # the first is kept, the others only counted: memory stays bounded
+                block.hints = (block.hints[0], block.hints[1] + 1) if block.hints else (hint, 0)
         found = _find_marker(buf, b"<<<", line_end, end)
 
 
-def _is_fenced(block: _Block) -> bool:
-    """Tell whether BLOCK's first and last body lines are Markdown code fences (two lines, not one)."""
-    head, tail = block.head, block.tail
-    first = head.split(b"\n", 1)[0]
-    if len(first) == len(head) or not first.lstrip(b" ").startswith((b"```", b"~~~")):
-        return False
+def _starts_fence(buf: Buffer, start: int, end: int) -> bool:
+    """Tell whether the body line at BUF[START:] (whole lines up to END) opens a Markdown code fence."""
+    first = bytes(buf[start:min(end, start + _FENCE_LOOK)]).split(b"\n", 1)[0]
+    return first.lstrip(b" ").startswith((b"```", b"~~~"))
+
+
+def _ends_fence(tail: bytes) -> bool:
+    """Tell whether TAIL, the end of a body, ends with a fence-closing line after at least one other line."""
     last_start = tail.rfind(b"\n", 0, len(tail) - 1)
     if last_start < 0:  # one line, or a last line too long to be a fence
         return False
@@ -765,17 +767,17 @@ def _other_format(text: bytes, previous: bytes) -> str:
 class _Block:
     """The block being read: its name, where it opened, its close marker, what it looks like so far."""
 
-    __slots__ = ("raw_name", "open", "close", "body_offset", "hint", "more", "head", "tail")
+    __slots__ = ("raw_name", "open", "close", "body_offset", "hints", "fence", "tail")
 
     def __init__(self, raw_name: bytes, open_event: Open, body_offset: int) -> None:
         self.raw_name = raw_name
         self.open = open_event
         self.close = CLOSE_PREFIX + raw_name + MARKER_SUFFIX
         self.body_offset = body_offset
-        self.hint = ""  # the first line that probably was meant to close it
-        self.more = 0  # how many more such lines
-        self.head = b""  # the start of the body, to tell a Markdown fence
-        self.tail = b""  # the end of the body so far
+        self.hints: tuple[str, int] | None = None  # why the first line inside was probably meant to close it, and
+        # how many more such lines follow
+        self.fence = 0  # does the body start with a Markdown fence line: 1 yes, -1 no, 0 no body yet
+        self.tail = b""  # the end of the body so far, kept only when it does (a shared empty bytes until then)
 
     def never_closed(self) -> str:
         """Return the message for this block still open at the end of input."""
@@ -784,10 +786,11 @@ class _Block:
             message = f"block {quote(name)} is never closed"
         else:
             message = f"block {quote(name)} is never closed: no {_show(self.close)} line follows"
-        if self.hint:
-            message += f"; {self.hint}"
-        if self.more:
-            message += f"; the block holds {self.more} more such line{'s' if self.more > 1 else ''}"
+        if self.hints:
+            first, more = self.hints
+            message += f"; {first}"
+            if more:
+                message += f"; the block holds {more} more such line{'s' if more > 1 else ''}"
         return message
 
 
@@ -811,6 +814,7 @@ class Parser:
 
     def __init__(self, reread: Reread | None = None) -> None:
         self._lines: _Lines = _RereadLines(reread) if reread is not None else _CountedLines()
+        self._passed = self._lines.passed  # bound once: it is called for every piece of body
         self._buf: Buffer = b""  # the chunk being read
         self._view = memoryview(self._buf)
         self._pos = 0  # how much of _buf is consumed
@@ -1007,7 +1011,8 @@ class Parser:
                     f"this <<<FILE line is longer than {MAX_HELD_LINE} bytes; a name may hold at most"
                     f" {MAX_NAME_BYTES}"
                 )
-            self._release(events)
+            if self._held:
+                self._release(events)
             raw = text[len(OPEN_PREFIX):-len(MARKER_SUFFIX)]
             event = Open(raw.decode("utf-8", "surrogateescape"), self._offset(), lines.now(), lines)
             self._block = _Block(raw, event, self._offset() + len(line))
@@ -1073,8 +1078,9 @@ class Parser:
             start, after = found
             self._emit(block, start, events)
             lines = self._lines
-            fenced = block.head[:1] in (b"`", b"~", b" ") and _is_fenced(block)
-            events.append(Close(self._offset(), lines.now(), lines, fenced))
+            if block.fence > 0 and _ends_fence(block.tail):
+                events.append(Fenced(self._offset(), lines.now(), lines))
+            events.append(Close(self._offset(), lines.now(), lines))
             self._block = None
             self._pos = after
             lines.line += 1
@@ -1114,13 +1120,11 @@ class Parser:
         if start == end:
             return
         buf = self._buf
-        if not block.head:
-            block.head = bytes(buf[start:start + _FENCE_LOOK])
-        if end - start >= _FENCE_LOOK:
-            block.tail = bytes(buf[end - _FENCE_LOOK:end])
-        else:
-            block.tail = (block.tail + bytes(buf[start:end]))[-_FENCE_LOOK:]
-        self._lines.passed(block, buf, start, end, self._at_line_start)
+        if not block.fence:  # the first body bytes: one byte tells most bodies apart from a fence
+            block.fence = 1 if buf[start] in b"`~ " and _starts_fence(buf, start, end) else -1
+        if block.fence > 0:
+            block.tail = (block.tail + bytes(buf[max(start, end - _FENCE_LOOK):end]))[-_FENCE_LOOK:]
+        self._passed(block, buf, start, end, self._at_line_start)
         events.append(Body(self._view[start:end]))
         self._pos = end
         self._at_line_start = buf[end - 1] == 0x0A
@@ -2118,14 +2122,6 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
                     consumer.end(current)
                     reporter.staged += 1
                 current = None
-                if event.fenced and opened is not None:
-                    first, last = opened.line + 1, event.line - 1
-                    reporter.warning(
-                        f"the body of {quote(opened.name)} starts with a Markdown fence (line {first}) and ends"
-                        f" with one (line {last}); both are kept, as bodies are exact: delete those two lines"
-                        " if they are not part of the file",
-                        first,
-                    )
             elif type(event) is NearMiss:
                 shown = quote(event.text.decode("utf-8", "replace"))
                 if event.closed_by is not None:
@@ -2137,6 +2133,14 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
                 else:
                     reporter.warning(f"{shown} looks like a marker but is not one, so it was ignored: {event.why}",
                                      event.line)
+            elif type(event) is Fenced and opened is not None:
+                first, last = opened.line + 1, event.line - 1
+                reporter.warning(
+                    f"the body of {quote(opened.name)} starts with a Markdown fence (line {first}) and ends"
+                    f" with one (line {last}); both are kept, as bodies are exact: delete those two lines"
+                    " if they are not part of the file",
+                    first,
+                )
     except BundleError as exc:
         structure = exc
     if not errors and structure is None:
