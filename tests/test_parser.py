@@ -189,6 +189,27 @@ class StructureErrorTest(unittest.TestCase):
                 self.assertEqual(caught.exception.line, 1)
                 self.assertIn("line 3 '  <<<end a>>>' was probably meant to close it", caught.exception.message)
 
+    def test_events_before_a_structure_error_come_first(self) -> None:
+        data = b" <<<FILE a>>>\n<<<FILE ../b>>>\nx"
+        for reread in (None, lambda start, end: [data[start:end]]):
+            with self.subTest(reread=reread is not None):
+                parser = splitfile.Parser(reread)
+                got = parser.feed(data) + parser.finish()
+                self.assertEqual([type(e).__name__ for e in got], ["NearMiss", "Open", "Body"])
+                self.assertEqual([e.line for e in got if not isinstance(e, splitfile.Body)], [1, 2])
+                with self.assertRaises(BundleError) as caught:
+                    parser.close()
+                self.assertEqual(caught.exception.line, 2)
+                parser.close()  # raised once
+
+    def test_near_misses_held_back_stay_in_line_order_and_bounded(self) -> None:
+        data = b"".join(b"<<<FILE f%d>>> \n" % i for i in range(3000)) + b"<<<FILE ok>>>\n<<<END ok>>>\n"
+        for sizes in (None, [7]):
+            with self.subTest(sizes=sizes):
+                got = events(data, sizes)
+                self.assertEqual(got[:3000], [("near", i) for i in range(1, 3001)])
+                self.assertEqual(got[3000:], [("open", "ok", 3001), ("close", 3002)])
+
     def test_first_error_ends_the_parse(self) -> None:
         parser = splitfile.Parser()
         with self.assertRaises(BundleError) as caught:
