@@ -755,6 +755,8 @@ def _other_format(text: bytes, previous: bytes) -> str:
     """Return the name of another bundle format whose marker line TEXT is (PREVIOUS: the line before); "" if none."""
     if text.lstrip().startswith(b"<file path="):
         return "repomix XML ('<file path=\"...\">')"
+    if text.startswith(b"File: ") and previous.startswith(b"=" * 8):
+        return "repomix plain text ('File: name' between '=' lines)"
     if text.startswith(b"-- ") and text.endswith(b" --") and len(text) > 6:
         return "txtar ('-- name --')"
     if text.startswith(b"=== ") and text.endswith(b" ===") and len(text) > 8:

@@ -102,6 +102,10 @@ MISTAKES = [
      []),
     ('repomix', b'This file is a merged representation.\n<file path="src/a.py">\nx = 1\n</file>\n', 1,
      ['splitfile: error: {src}: no \'<<<FILE name>>>\' block found; nothing to write. Line 2 looks like repomix XML (\'<file path="...">\'), another bundle format: convert it to \'<<<FILE name>>>\' ... \'<<<END name>>>\' blocks']),
+    ('repomix plain text', b'================\nFile: src/a.py\n================\nx = 1\n', 1,
+     ["splitfile: error: {src}: no '<<<FILE name>>>' block found; nothing to write. Line 2 looks like repomix plain"
+      " text ('File: name' between '=' lines), another bundle format: convert it to '<<<FILE name>>>' ..."
+      " '<<<END name>>>' blocks"]),
     ('txtar', b'comment\n-- a.py --\nx = 1\n-- b.py --\ny\n', 1,
      ["splitfile: error: {src}: no '<<<FILE name>>>' block found; nothing to write. Line 2 looks like txtar ('-- name --'), another bundle format: convert it to '<<<FILE name>>>' ... '<<<END name>>>' blocks"]),
     ('=== FILE ===', b'=== FILE: a.py ===\nx = 1\n', 1,
