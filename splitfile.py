@@ -422,7 +422,8 @@ class _CountedLines(_Lines):
         return self.line  # past bytes are gone: only the parser's position is ever asked for
 
     def passed(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool) -> None:
-        _look_for_hints(block, buf, start, end, at_line_start, self.line)
+        if block.hints is None or block.hints[1] < _MORE_HINTS:
+            _look_for_hints(block, buf, start, end, at_line_start, self.line)
         self.line += buf.count(b"\n", start, end)
 
     def again(self, start: int, end: int) -> Iterable[bytes] | None:
@@ -568,6 +569,7 @@ def _is_close_shaped(text: bytes) -> bool:
 _DECORATION = b" \t\r\n\v\f>*_`~-+"
 _BLANKS = b" \t\v\f\r"
 _TRAILING_DECORATION = b" \t\v\f*_`~"  # not '>': a marker ends with '>>>'
+_MORE_HINTS = 100  # how many more likely closes of a never-closed block are counted
 _FENCE_LOOK = 64  # a fence line (```python) is short: this much of a body's head and tail tells
 
 
@@ -699,6 +701,8 @@ def _close_hint(block: _Block, text: bytes, number: int) -> str:
         return f"line {number} starts another block: is the END line above it missing? {fix} before it"
     if text.endswith(close) and text.strip(_BLANKS) != close:
         return f"line {number} ends with the close marker; a marker must be alone on its line"
+    if _is_close_shaped(text) and not _is_unnamed(text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)]):
+        return _other_close_hint(block, text, number)  # the usual case in a body that carries a bundle: quick
     repaired = _repair(text)
     if repaired is None or repaired[0] != "END":
         return ""
@@ -710,29 +714,49 @@ def _close_hint(block: _Block, text: bytes, number: int) -> str:
         return f"line {number} {_show(text)} was probably meant to close it, but {'; '.join(problems)}; {fix}"
     if _is_unnamed(name):
         return f"line {number} {_show(text)} does not name the file; {fix}"
+    return _other_close_hint(block, text, number) if _is_close_shaped(text) else ""
+
+
+def _other_close_hint(block: _Block, text: bytes, number: int) -> str:
+    """Return why TEXT, an exact close marker for another name, was probably meant to close BLOCK; "" if not."""
+    name = text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)]
+    raw = block.raw_name
+    if name.lower() == raw.lower():
+        fix = _fix(b"END", raw)
+        return f"line {number} {_show(text)} was probably meant to close it, but the name differs in case; {fix}"
     other = name.strip(b"\"'`")
     other = other[2:] if other.startswith(b"./") else other
-    raw = block.raw_name
-    meant = _meant(raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
-    if meant != raw and other == meant:  # the FILE line is the one to fix
-        return (f"line {number} {_show(text)} closes the name meant; write"
-                f" {quote('<<<FILE ' + meant.decode('utf-8', 'surrogateescape') + '>>>')} at line {block.open.line}")
     if other == raw or other.rsplit(b"/", 1)[-1] == raw.rsplit(b"/", 1)[-1]:
-        return f"line {number} {_show(text)} names {_show(name)}, not {_show(raw)}; {fix}"
+        return f"line {number} {_show(text)} names {_show(name)}, not {_show(raw)}; {_fix(b'END', raw)}"
+    if raw[:1] in b"\"'`<" or b"=" in raw:  # a quoted FILE name, perhaps closed by the name meant
+        meant = _meant(raw.decode("utf-8", "surrogateescape"))
+        if other == meant.encode("utf-8", "surrogateescape") and meant.encode("utf-8", "surrogateescape") != raw:
+            return (f"line {number} {_show(text)} closes the name meant; write {quote('<<<FILE ' + meant + '>>>')}"
+                    f" at line {block.open.line}")
     return ""
 
 
 def _look_for_hints(block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> None:
-    """Note each line in BUF[START:END] (LINE the first's number) that probably was meant to close BLOCK."""
+    """Note each line in BUF[START:END] (LINE the first's number) that probably was meant to close BLOCK.
+
+    Past the first, such lines are only counted, up to _MORE_HINTS: a body
+    that carries a bundle holds many, and a run that succeeds must stay fast.
+    """
+    counted, number = start, line
     found = _find_marker(buf, b"<<<", start, end)
     while found >= 0:
         line_start = buf.rfind(b"\n", start, found) + 1 or start
         line_end = buf.find(b"\n", found, end) + 1 or end
         if line_start > start or at_line_start:
-            text = _marker_text(bytes(buf[line_start:line_end]))
-            hint = _close_hint(block, text, line + buf.count(b"\n", start, line_start))
-            if hint:  # the first is kept, the others only counted: memory stays bounded
-                block.hints = (block.hints[0], block.hints[1] + 1) if block.hints else (hint, 0)
+            number += buf.count(b"\n", counted, line_start)  # counted on from the last line: linear
+            counted = line_start
+            hint = _close_hint(block, _marker_text(bytes(buf[line_start:line_end])), number)
+            if hint and block.hints:
+                block.hints = (block.hints[0], block.hints[1] + 1)
+                if block.hints[1] >= _MORE_HINTS:
+                    return
+            elif hint:
+                block.hints = (hint, 0)
         found = _find_marker(buf, b"<<<", line_end, end)
 
 
@@ -791,7 +815,9 @@ class _Block:
         if self.hints:
             first, more = self.hints
             message += f"; {first}"
-            if more:
+            if more >= _MORE_HINTS:
+                message += f"; the block holds at least {more} more such lines"
+            elif more:
                 message += f"; the block holds {more} more such line{'s' if more > 1 else ''}"
         return message
 

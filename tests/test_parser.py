@@ -189,6 +189,16 @@ class StructureErrorTest(unittest.TestCase):
                 self.assertEqual(caught.exception.line, 1)
                 self.assertIn("line 3 '  <<<end a>>>' was probably meant to close it", caught.exception.message)
 
+    def test_likely_closes_are_counted_up_to_a_bound(self) -> None:
+        for count, words in ((3, "the block holds 2 more such lines"), (150, "at least 100 more such lines")):
+            data = b"<<<FILE a>>>\n" + b"x\n<<<END>>>\n" * count
+            for sizes, reread in ((None, False), ([5], False), (None, True), ([5], True)):
+                with self.subTest(count=count, sizes=sizes, reread=reread):
+                    line, message = error_of(data, sizes, reread)
+                    self.assertEqual(line, 1)
+                    self.assertIn("line 3 '<<<END>>>' does not name the file; write '<<<END a>>>'", message)
+                    self.assertIn(words, message)
+
     def test_events_before_a_structure_error_come_first(self) -> None:
         data = b" <<<FILE a>>>\n<<<FILE ../b>>>\nx"
         for reread in (None, lambda start, end: [data[start:end]]):
