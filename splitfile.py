@@ -742,6 +742,8 @@ def _look_for_hints(block: _Block, buf: Buffer, start: int, end: int, at_line_st
     Past the first, such lines are only counted, up to _MORE_HINTS: a body
     that carries a bundle holds many, and a run that succeeds must stay fast.
     """
+    if block.hints is not None and block.hints[1] >= _MORE_HINTS:
+        return
     counted, number = start, line
     found = _find_marker(buf, b"<<<", start, end)
     while found >= 0:
