@@ -900,6 +900,7 @@ class Parser:
             events.extend(self._held)
             self._held = []
             self._opening.clear()
+            self._indented = None
 
     def _feed(self, data: Buffer, events: list[Event]) -> None:
         """Read DATA after what is left of the last chunk, adding the events found to EVENTS."""

@@ -70,6 +70,9 @@ MISTAKES = [
     ('near miss: indented, the next line not', b'    <<<FILE a>>>\nx\n<<<FILE b>>>\n<<<END b>>>\n', 0,
      ["splitfile: warning: {src}:1: '    <<<FILE a>>>' looks like a marker but is not one, so it was ignored: it is"
       " indented (4 leading blanks); write '<<<FILE a>>>'"]),
+    ('near miss: indented, then a block', b'    <<<FILE a>>>\n<<<FILE b>>>\n<<<END b>>>\n    more prose\n', 0,
+     ["splitfile: warning: {src}:1: '    <<<FILE a>>>' looks like a marker but is not one, so it was ignored: it is"
+      " indented (4 leading blanks); write '<<<FILE a>>>'"]),
     ('near miss: leading blank', b' <<<FILE a>>>\n<<<FILE b>>>\n<<<END b>>>\n', 0,
      ["splitfile: warning: {src}:1: ' <<<FILE a>>>' looks like a marker but is not one, so it was ignored: it has a leading blank, which is invisible; write '<<<FILE a>>>'"]),
     ('near miss: lower case', b'<<<file a>>>\n<<<FILE b>>>\n<<<END b>>>\n', 0,
