@@ -827,8 +827,10 @@ class _Block:
 class Parser:
     """Turn bundle bytes, fed in chunks of any size, into events.
 
-    `feed(data)` and then `finish()` return lists of Open, Body, Close and
-    NearMiss events; a structure error raises BundleError. The events found
+    `feed(data)` and then `finish()` return lists of Open, Body, Close,
+    Fenced and NearMiss events; a structure error raises BundleError. When
+    a block is never closed, its lines that were probably meant to close it
+    (SPEC 1.10) are named in the error. The events found
     before the error are returned first, and the error raised by the next
     call (`close()` after `finish()`), so that no warning or name before it is
     lost. Body data are views into the chunks fed, never copies. Memory stays
