@@ -462,19 +462,21 @@ class _RereadLines(_Lines):
 class _Located:
     """An event that happened on a line; the line number may be found only when asked for."""
 
-    __slots__ = ("offset", "_line", "_lines")
+    __slots__ = ("_where", "_lines")
 
     def __init__(self, offset: int, line: int, lines: _Lines) -> None:
-        self.offset = offset  # where the line starts in the bundle
-        self._line = line  # 0 until known
+        # One number, kept per block for a late message: the line if known,
+        # else -1 - the offset where the line starts in the bundle.
+        self._where = line or -1 - offset
         self._lines = lines
 
     @property
     def line(self) -> int:
         """The number of the line, from 1."""
-        if not self._line:
-            self._line = self._lines.at(self.offset)
-        return self._line
+        where = self._where
+        if where < 0:
+            where = self._where = self._lines.at(-1 - where)
+        return where
 
 
 class Open(_Located):
