@@ -262,5 +262,39 @@ class RoundTripAndMutationTest(TempDirTest):
         self.assertGreater(outcomes[1], COUNT // 10)
 
 
+# Marker-like lines as prompts and models get them wrong (SPEC 1.10), for messages rather than trees.
+MISTYPED = [
+    b"<<<FILE a>>>", b"<<<END a>>>", b"<<<FILE a>>> ", b"<<<END a>>> ", b"<<<END>>>", b"<<<END FILE>>>",
+    b"<<<FILE: a>>>", b"<<<END_FILE>>>", b"**<<<FILE a>>>**", b"    <<<FILE a>>>", b"    x", b"```", b"```python",
+    b"x", b"", b'<<<FILE "a">>>', b'<<<END "a">>>', b'<<<FILE path="a">>>', b"<<<END a>>", b"<<FILE a>>>",
+    b'<file path="a">', b"-- a --", b"---", b"a.py", b"=== FILE: a ===", b"<<<FILE >>>", b"<<<FILE>>>",
+    b"\xff<<<FILE \xff>>>", b"<<<END \xff>>>", b"x<<<END a>>>", b"<<<end A>>>", b"<<<FILE b/a>>>", b"<<<END a/b>>>",
+    b"\r", b"<<<FILE a>>>\r\r", b"~~~", b"> <<<END a>>>", b"<<<ENDFILE>>>", b"File: a", b"=" * 16, b"y" * 70000,
+]
+
+
+class LineModesAgreeTest(TempDirTest):
+    def test_a_file_and_a_pipe_get_the_same_messages_at_any_read_size(self) -> None:
+        """Lines re-read from a file and lines counted as they pass must name the same lines, in the same words."""
+        rng = random.Random(SEED + 2)
+        saved = splitfile.CHUNK_SIZE
+        self.addCleanup(setattr, splitfile, "CHUNK_SIZE", saved)
+        for case in range(COUNT):
+            lines = [rng.choice(MISTYPED) for _ in range(rng.randint(0, 14))]
+            data = b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+            path = self.write_bundle(data)
+            outcomes = []
+            for argv, stdin, chunk in ((["-l", path], b"", saved), (["-l"], data, rng.choice([1, 3, 7, 4096])),
+                                       (["-l", path], b"", rng.choice([1, 3, 7]))):
+                splitfile.CHUNK_SIZE = chunk  # type: ignore[misc]
+                result = run(argv, stdin=stdin)
+                outcomes.append((result.code, result.out, result.err.replace("<stdin>", path)))
+            with self.subTest(seed=SEED, case=case, data=data):
+                self.assertNotIn("Traceback", outcomes[0][2])
+                self.assertIn(outcomes[0][0], (0, 1))
+                self.assertEqual(outcomes[1], outcomes[0])
+                self.assertEqual(outcomes[2], outcomes[0])
+
+
 if __name__ == "__main__":
     unittest.main()
