@@ -592,7 +592,8 @@ def _show(text: bytes) -> str:
 def _blanks(what: bytes, where: str) -> str:
     """Describe the blanks WHAT, "leading" or "trailing" (WHERE) on a marker line; they are invisible, so say so."""
     if b"\r" in what:
-        return f"it has an extra carriage return (CR) at its {'end' if where == 'trailing' else 'start'}, which is invisible"
+        side = "end" if where == "trailing" else "start"
+        return f"it has an extra carriage return (CR) at its {side}, which is invisible"
     return f"it has {_count_blanks(what, where)}, which {'is' if len(what) == 1 else 'are'} invisible"
 
 
