@@ -36,7 +36,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Final, Iterable, Iterator, Protocol, Sequence, TypeVar, Union
+    from typing import IO, Callable, Dict, Final, Iterable, Iterator, Protocol, Sequence, Tuple, TypeVar, Union
 
     T = TypeVar("T")
 
@@ -44,7 +44,12 @@ if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
         @property
         def line(self) -> int: ...
 
+    class _Named(_HasLine, Protocol):
+        name: str
+
     Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
+    _Seen = Union[Tuple[str, Origin], _Named]  # a name and where it is: an Open event is both
+    _Folder = Dict[str, Union["_Folder", _Seen]]  # NameIndex's tree
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.1.0"
@@ -195,7 +200,8 @@ class ErrorList(SplitError):
     """Several errors found in one run, all to be reported, in line order."""
 
     def __init__(self, errors: Sequence[SplitError]) -> None:
-        ordered = sorted(errors, key=lambda error: error.line or 0)  # stable: same-line errors keep their order
+        # Stable: errors of one line keep their order; those with no line come last.
+        ordered = sorted(errors, key=lambda error: (error.line is None, error.line or 0))
         super().__init__(f"{len(ordered)} errors", ordered[0].line if ordered else None)
         self._errors = ordered
 
@@ -303,7 +309,41 @@ def check_name(name: str, windows: bool = False) -> list[str]:
     for part in parts:
         if part:
             reasons.extend(_part_problems(part, windows))
+    wrapped = _unwrap(name)
+    if wrapped is not None:
+        form, meant = wrapped
+        reasons.append(f"it is {form}, not a path; write {quote(OPEN_PREFIX.decode() + meant + '>>>')}")
     return list(dict.fromkeys(reasons))
+
+
+# What wraps a name that prompts and models write but no one means as a path.
+_WRAPPERS: Final = {'"': ('"', "in quotes"), "'": ("'", "in quotes"), "`": ("`", "in backticks"),
+                    "<": (">", "in angle brackets")}
+
+
+def _unwrap(name: str) -> tuple[str, str] | None:
+    """Return how NAME is a quoted or attribute form of a name, and the name meant; None if it is neither.
+
+    `"a.py"`, `path="a.py"` and `a.py lang=py` are refused; a Hive-style
+    folder (`year=2024/a.csv`) is a path and stays valid.
+    """
+    if not name or (name[0] not in _WRAPPERS and "=" not in name):
+        return None  # the usual case, decided without a pattern
+    import re
+
+    if len(name) >= 2 and name[0] in _WRAPPERS and name[-1] == _WRAPPERS[name[0]][0]:
+        return _WRAPPERS[name[0]][1], name[1:-1].strip()
+    attribute = re.match(r"[A-Za-z_][A-Za-z0-9_-]*=([\"'])", name)
+    if attribute:
+        value = name[attribute.end():]
+        end = value.find(attribute.group(1))
+        return "in attribute form", (value[:end] if end >= 0 else value).strip()
+    spaced = re.search(r"\s[A-Za-z_][A-Za-z0-9_-]*=", name)
+    if spaced:
+        first = name[:spaced.start()].strip()
+        key = re.match(r"[A-Za-z_][A-Za-z0-9_-]*=", first)
+        return "in attribute form", first[key.end():] if key else first
+    return None
 
 
 def _part_problems(part: str, windows: bool) -> Iterator[str]:
@@ -340,33 +380,57 @@ def name_key(name: str) -> tuple[str, ...]:
 
 
 class NameIndex:
-    """The names seen so far, to refuse two that would land on the same file."""
+    """The names seen so far, to refuse two that would land on the same file.
+
+    A tree of dicts keyed by canonical part: a folder is a dict (its "" entry
+    tells which name first needed it), a file is where its name was seen (the
+    Open event itself when it carries the name, else a (name, origin) pair).
+    So memory and time grow with the total length of the names, however deep.
+    """
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, ...], tuple[str, Origin]] = {}
-        self._folders: dict[tuple[str, ...], tuple[str, Origin]] = {}
+        self._root: _Folder = {}
 
     def add(self, name: str, origin: Origin = 0) -> str | None:
         """Record NAME, from ORIGIN (a line, 0 for none); return why it collides with an earlier name, if it does."""
         key = name_key(name)
-        clash = self._files.get(key)
-        if clash and clash[0] == name:
-            first = _line_of(clash[1])
-            return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
-        if clash:
-            return (
-                f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
-                " they would overwrite each other on macOS and Windows"
-            )
-        if key in self._folders:
-            return f"{quote(name)} is a file, but {_earlier(self._folders[key])} needs it as a folder"
-        for depth in range(1, len(key)):
-            if key[:depth] in self._files:
-                return f"{quote(name)} needs {_earlier(self._files[key[:depth]])} as a folder, but it is a file"
-        self._files[key] = (name, origin)
-        for depth in range(1, len(key)):
-            self._folders.setdefault(key[:depth], (name, origin))
+        folder = self._root
+        depth = 0
+        for depth, part in enumerate(key[:-1]):  # noqa: B007 (depth is used after the loop)
+            below = folder.get(part)
+            if below is None:
+                break
+            if not isinstance(below, dict):
+                return f"{quote(name)} needs {_earlier(below)} as a folder, but it is a file"
+            folder = below
+        else:
+            clash = folder.get(key[-1])
+            if isinstance(clash, dict):
+                return f"{quote(name)} is a file, but {_earlier(clash[''])} needs it as a folder"
+            if clash is not None and _seen(clash)[0] == name:
+                first = _seen(clash)[1]
+                return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
+            if clash is not None:
+                return (
+                    f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
+                    " they would overwrite each other on macOS and Windows"
+                )
+        # An Open event already holds the name: keeping it alone saves a tuple a file.
+        seen: _Seen = origin if getattr(origin, "name", None) is name else (name, origin)  # type: ignore[assignment]
+        for part in key[depth:-1]:  # the folders no earlier name has
+            made: _Folder = {"": seen}
+            folder[part] = made
+            folder = made
+        folder[key[-1]] = seen
         return None
+
+
+def _seen(seen: _Seen | _Folder) -> tuple[str, int]:
+    """Return the name and line (0 for none) that NameIndex kept."""
+    assert not isinstance(seen, dict), "a folder's own entry is where it was first needed"
+    if isinstance(seen, tuple):
+        return seen[0], _line_of(seen[1])
+    return seen.name, seen.line
 
 
 def _line_of(origin: Origin) -> int:
@@ -374,10 +438,9 @@ def _line_of(origin: Origin) -> int:
     return origin if isinstance(origin, int) else origin.line
 
 
-def _earlier(seen: tuple[str, Origin]) -> str:
+def _earlier(seen: _Seen | _Folder) -> str:
     """Return an earlier name quoted, with its line if it has one."""
-    name, origin = seen
-    line = _line_of(origin)
+    name, line = _seen(seen)
     return f"{quote(name)} (line {line})" if line else quote(name)
 
 
@@ -385,23 +448,106 @@ def _earlier(seen: tuple[str, Origin]) -> str:
 # Parser: bytes in, events out; no filesystem access
 # ---------------------------------------------------------------------------
 
+class _Lines:
+    """Where line numbers come from: the one policy behind every event's `line`.
+
+    Counting newlines costs a pass over every byte, so there are two ways.
+    `_CountedLines` counts them as the bytes pass (a pipe cannot be read
+    again) and looks at body lines for the never-closed hint as they go.
+    `_RereadLines` counts nothing while parsing: a line number asked for later
+    is found by reading the bundle file again, so a run that succeeds never
+    counts.
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line = 1  # the line at the parser's position (kept true by _CountedLines only)
+
+    def now(self) -> int:
+        """Return the number of the line at the parser's position, or 0 if it is found only when asked for."""
+        raise NotImplementedError
+
+    def at(self, offset: int) -> int:
+        """Return the number of the line that bundle byte OFFSET is on: the parser's position, or (reread) any."""
+        raise NotImplementedError
+
+    def passed(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool) -> None:
+        """Take note that BUF[START:END], body of BLOCK, went by (whole lines, or one too long to hold)."""
+        raise NotImplementedError
+
+    def again(self, start: int, end: int) -> Iterable[bytes] | None:
+        """Return the bundle's bytes from START to END read again; None where they were looked at as they passed."""
+        raise NotImplementedError
+
+
+class _CountedLines(_Lines):
+    """Line numbers counted as the bytes pass: for a bundle that cannot be read again."""
+
+    __slots__ = ()
+
+    def now(self) -> int:
+        return self.line
+
+    def at(self, offset: int) -> int:
+        return self.line  # past bytes are gone: only the parser's position is ever asked for
+
+    def passed(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool) -> None:
+        if block.hints is None or block.hints[1] < _MORE_HINTS:
+            _look_for_hints(block, buf, start, end, at_line_start, self.line)
+        self.line += buf.count(b"\n", start, end)
+
+    def again(self, start: int, end: int) -> Iterable[bytes] | None:
+        return None
+
+
+class _RereadLines(_Lines):
+    """Line numbers found when asked for, by reading the bundle file again from the last one found."""
+
+    __slots__ = ("_reread", "_counted")
+
+    def __init__(self, reread: Reread) -> None:
+        super().__init__()
+        self._reread = reread
+        self._counted = (0, 0)  # (offset, newlines before it) found so far
+
+    def now(self) -> int:
+        return 0
+
+    def at(self, offset: int) -> int:
+        start, newlines = self._counted
+        if offset < start:  # an earlier line than any asked for so far: count from the top
+            start, newlines = 0, 0
+        for chunk in self._reread(start, offset):
+            newlines += chunk.count(b"\n")
+        self._counted = (offset, newlines)
+        return newlines + 1
+
+    def passed(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool) -> None:
+        pass  # the body is read again for the hint only if the block is never closed
+
+    def again(self, start: int, end: int) -> Iterable[bytes] | None:
+        return self._reread(start, end)
+
 
 class _Located:
     """An event that happened on a line; the line number may be found only when asked for."""
 
-    __slots__ = ("offset", "_line", "_parser")
+    __slots__ = ("_where", "_lines")
 
-    def __init__(self, offset: int, line: int, parser: Parser) -> None:
-        self.offset = offset  # where the line starts in the bundle
-        self._line = line  # 0 until known
-        self._parser = parser
+    def __init__(self, offset: int, line: int, lines: _Lines) -> None:
+        # One number, kept per block for a late message: the line if known,
+        # else -1 - the offset where the line starts in the bundle.
+        self._where = line or -1 - offset
+        self._lines = lines
 
     @property
     def line(self) -> int:
         """The number of the line, from 1."""
-        if not self._line:
-            self._line = self._parser.line_at(self.offset)
-        return self._line
+        where = self._where
+        if where < 0:
+            where = self._where = self._lines.at(-1 - where)
+        return where
 
 
 class Open(_Located):
@@ -409,8 +555,8 @@ class Open(_Located):
 
     __slots__ = ("name",)
 
-    def __init__(self, name: str, offset: int, line: int, parser: Parser) -> None:
-        super().__init__(offset, line, parser)
+    def __init__(self, name: str, offset: int, line: int, lines: _Lines) -> None:
+        super().__init__(offset, line, lines)
         self.name = name
 
 
@@ -429,18 +575,31 @@ class Close(_Located):
     __slots__ = ()
 
 
+class Fenced(_Located):
+    """Just before its Close: the block's first and last body lines are Markdown fences, kept as content."""
+
+    __slots__ = ()
+
+
 class NearMiss(_Located):
-    """A line outside any block looks like a marker but is not one."""
+    """A line outside any block looks like a marker but is not one.
 
-    __slots__ = ("text",)
+    WHY says what differs and the line to write. CLOSED_BY is set when the
+    line was meant to open a block and a later line outside any block closes
+    it by name: that file would be lost, so it is an error, not a warning.
+    """
 
-    def __init__(self, text: bytes, offset: int, line: int, parser: Parser) -> None:
-        super().__init__(offset, line, parser)
+    __slots__ = ("text", "why", "closed_by")
+
+    def __init__(self, text: bytes, why: str, offset: int, line: int, lines: _Lines) -> None:
+        super().__init__(offset, line, lines)
         self.text = text
+        self.why = why
+        self.closed_by: _Located | None = None
 
 
 if TYPE_CHECKING:
-    Event = Union[Open, Body, Close, NearMiss]
+    Event = Union[Open, Body, Close, NearMiss, Fenced]
     Buffer = Union[bytes, bytearray]
     Reread = Callable[[int, int], Iterable[bytes]]
 
@@ -470,15 +629,21 @@ def _find_marker(buf: Buffer, marker: bytes, start: int, end: int) -> int:
 
 
 def _is_open_marker(text: bytes) -> bool:
+    """Tell whether TEXT is an open marker (SPEC 1.3)."""
     return text.startswith(OPEN_PREFIX) and text.endswith(MARKER_SUFFIX)
 
 
 def _is_close_shaped(text: bytes) -> bool:
+    """Tell whether TEXT is shaped like a close marker, for any name (SPEC 1.4)."""
     return text.startswith(CLOSE_PREFIX) and text.endswith(MARKER_SUFFIX)
 
 
 # What chat answers wrap markers in: Markdown quotes, lists, bold, code spans.
 _DECORATION = b" \t\r\n\v\f>*_`~-+"
+_BLANKS = b" \t\v\f\r"
+_TRAILING_DECORATION = b" \t\v\f*_`~"  # not '>': a marker ends with '>>>'
+_MORE_HINTS = 100  # how many more likely closes of a never-closed block are counted
+_FENCE_LOOK = 64  # a fence line (```python) is short: this much of a body's head and tail tells
 
 
 def _is_near_miss(text: bytes) -> bool:
@@ -490,53 +655,331 @@ def _is_near_miss(text: bytes) -> bool:
     return rest.startswith(b"FILE") or rest.startswith(b"END")
 
 
-class _Block:
-    """The block being read: its name, where it opened, its close marker."""
+def _show(text: bytes) -> str:
+    """Return marker-like TEXT quoted for a message (its first 200 bytes)."""
+    return quote(text[:200].decode("utf-8", "replace"))
 
-    __slots__ = ("raw_name", "open", "close", "body_offset", "hint")
+
+def _blanks(what: bytes, where: str) -> str:
+    """Describe the blanks WHAT, "leading" or "trailing" (WHERE) on a marker line; they are invisible, so say so."""
+    if b"\r" in what:
+        side = "end" if where == "trailing" else "start"
+        return f"it has an extra carriage return (CR) at its {side}, which is invisible"
+    return f"it has {_count_blanks(what, where)}, which {'is' if len(what) == 1 else 'are'} invisible"
+
+
+def _count_blanks(what: bytes, where: str) -> str:
+    """Return e.g. "a trailing blank", "4 leading blanks" or "2 leading tabs" for WHAT."""
+    count = len(what)
+    kind = "tab" if what == b"\t" * count else "blank"
+    return f"a {where} {kind}" if count == 1 else f"{count} {where} {kind}s"
+
+
+def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
+    """Read TEXT as a mistyped marker: return its keyword (FILE or END), its name, and every way it differs.
+
+    None if TEXT does not read as a marker at all.
+    """
+    problems: list[str] = []
+    core = text.rstrip(_BLANKS)
+    if core != text:
+        problems.append(_blanks(text[len(core):], "trailing"))
+    body = core.lstrip(_BLANKS)
+    indent = core[:len(core) - len(body)]
+    if len(indent) > 1 or indent == b"\t":
+        problems.append(f"it is indented ({_count_blanks(indent, 'leading')})")
+    elif indent:
+        problems.append(_blanks(indent, "leading"))
+    inner = body.lstrip(_DECORATION)
+    left = body[:len(body) - len(inner)].strip()
+    plain = inner.rstrip(_TRAILING_DECORATION)
+    right = inner[len(plain):].strip()
+    if left or right:
+        around = " and ".join([f"{_show(left)} before it"] * bool(left) + [f"{_show(right)} after it"] * bool(right))
+        problems.append(f"it carries Markdown decoration ({around}); a marker is plain text")
+    opening = len(plain) - len(plain.lstrip(b"<"))
+    if opening < 2:
+        return None
+    if opening != 3:
+        problems.append(f"it starts with {opening} '<' where a marker has 3")
+    rest = plain[opening:]
+    if rest[:1].isspace():
+        problems.append("it has a blank after '<<<'")
+        rest = rest.lstrip(_BLANKS)
+    word = "FILE" if rest[:4].upper() == b"FILE" else "END" if rest[:3].upper() == b"END" else ""
+    if not word:
+        return None
+    if rest[:len(word)] != word.encode():
+        problems.append(f"it has {_show(rest[:len(word)])} where a marker has {word!r}: case matters")
+    rest = rest[len(word):]
+    if rest.startswith(b":"):
+        problems.append(f"it has a colon after {word}")
+        rest = rest[1:]
+        rest = rest[1:] if rest.startswith(b" ") else rest
+    elif rest.startswith(b" "):
+        rest = rest[1:]
+    elif rest and not rest.startswith((b">", b"_")):
+        problems.append(f"it has no space after {word}")
+    closing = len(rest) - len(rest.rstrip(b">"))
+    if closing != 3:
+        problems.append(f"it ends with {closing} '>' where a marker has 3")
+    name = rest[:len(rest) - closing]
+    if name != name.lstrip(_BLANKS):
+        problems.append(f"it has more than one blank after {word}")
+        name = name.lstrip(_BLANKS)
+    if name != name.rstrip(_BLANKS):
+        problems.append("it has a blank before '>>>'")
+        name = name.rstrip(_BLANKS)
+    return word, name, problems
+
+
+def _is_unnamed(name: bytes) -> bool:
+    """Tell whether NAME, read from a close-like line, names no file.
+
+    As in `<<<END>>>`, `<<<END FILE>>>`, `<<<END_FILE>>>`, `<<<ENDFILE>>>` and `<<<END FILE: a>>>`.
+    """
+    word = name.lstrip(b"_ ").upper()
+    return not word or word == b"FILE" or word.startswith((b"FILE:", b"FILE "))
+
+
+def _meant(name: str) -> str:
+    """Return the name NAME means: itself, or what its quoted or attribute form wraps."""
+    wrapped = _unwrap(name)
+    return wrapped[1] if wrapped else name
+
+
+def _fix(keyword: bytes, name: bytes) -> str:
+    """Return "write '<<<KEYWORD NAME>>>'", built from the name meant, never from a quoted form."""
+    meant = _meant(name.decode("utf-8", "surrogateescape"))
+    return f"write {quote('<<<' + keyword.decode() + ' ' + meant + '>>>')}"
+
+
+def _near_miss_why(text: bytes) -> tuple[bytes, bytes, str]:
+    """Return the keyword and name TEXT, a near miss, was meant to have, and what differs with the line to write."""
+    repaired = _repair(text)
+    if repaired is None:
+        return b"", b"", "markers must be exact and alone on their line"
+    word, name, problems = repaired
+    keyword = word.encode()
+    if keyword == b"END" and _is_unnamed(name):
+        return keyword, b"", "; ".join(problems + ["it does not name the file"]) + (
+            "; write '<<<END NAME>>>' with the name of the file it closes")
+    return keyword, name, "; ".join(problems + [_fix(keyword, name)])
+
+
+def _close_hint(block: _Block, text: bytes, number: int) -> str:
+    """Return why body line NUMBER, TEXT, was probably meant to close BLOCK or to end it; "" if it was not."""
+    close = block.close
+    if _is_open_marker(text):
+        fix = _fix(b"END", block.raw_name)
+        return f"line {number} starts another block: is the END line above it missing? {fix} before it"
+    if text.endswith(close) and text.strip(_BLANKS) != close:
+        return f"line {number} ends with the close marker; a marker must be alone on its line"
+    if _is_close_shaped(text) and not _is_unnamed(text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)]):
+        return _other_close_hint(block, text, number)  # the usual case in a body that carries a bundle: quick
+    repaired = _repair(text)
+    if repaired is None or repaired[0] != "END":
+        return ""
+    name, problems = repaired[1], repaired[2]
+    fix = _fix(b"END", block.raw_name)
+    if name.lower() == block.raw_name.lower():
+        if name != block.raw_name:
+            problems.append("the name differs in case")
+        return f"line {number} {_show(text)} was probably meant to close it, but {'; '.join(problems)}; {fix}"
+    if _is_unnamed(name):
+        return f"line {number} {_show(text)} does not name the file; {fix}"
+    return _other_close_hint(block, text, number) if _is_close_shaped(text) else ""
+
+
+def _other_close_hint(block: _Block, text: bytes, number: int) -> str:
+    """Return why TEXT, an exact close marker for another name, was probably meant to close BLOCK; "" if not."""
+    name = text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)]
+    raw = block.raw_name
+    if name.lower() == raw.lower():
+        fix = _fix(b"END", raw)
+        return f"line {number} {_show(text)} was probably meant to close it, but the name differs in case; {fix}"
+    other = name.strip(b"\"'`")
+    other = other[2:] if other.startswith(b"./") else other
+    if other == raw or other.rsplit(b"/", 1)[-1] == raw.rsplit(b"/", 1)[-1]:
+        return f"line {number} {_show(text)} names {_show(name)}, not {_show(raw)}; {_fix(b'END', raw)}"
+    if raw[:1] in b"\"'`<" or b"=" in raw:  # a quoted FILE name, perhaps closed by the name meant
+        meant = _meant(raw.decode("utf-8", "surrogateescape"))
+        if other == meant.encode("utf-8", "surrogateescape") and meant.encode("utf-8", "surrogateescape") != raw:
+            return (f"line {number} {_show(text)} closes the name meant; write {quote('<<<FILE ' + meant + '>>>')}"
+                    f" at line {block.open.line}")
+    return ""
+
+
+def _look_for_hints(block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> None:
+    """Note each line in BUF[START:END] (LINE the first's number) that probably was meant to close BLOCK.
+
+    Past the first, such lines are only counted, up to _MORE_HINTS: a body
+    that carries a bundle holds many, and a run that succeeds must stay fast.
+    """
+    if block.hints is not None and block.hints[1] >= _MORE_HINTS:
+        return
+    counted, number = start, line
+    found = _find_marker(buf, b"<<<", start, end)
+    while found >= 0:
+        line_start = buf.rfind(b"\n", start, found) + 1 or start
+        line_end = buf.find(b"\n", found, end) + 1 or end
+        if line_start > start or at_line_start:
+            number += buf.count(b"\n", counted, line_start)  # counted on from the last line: linear
+            counted = line_start
+            hint = _close_hint(block, _marker_text(bytes(buf[line_start:line_end])), number)
+            if hint and block.hints:
+                block.hints = (block.hints[0], block.hints[1] + 1)
+                if block.hints[1] >= _MORE_HINTS:
+                    return
+            elif hint:
+                block.hints = (hint, 0)
+        found = _find_marker(buf, b"<<<", line_end, end)
+
+
+def _starts_fence(buf: Buffer, start: int, end: int) -> bool:
+    """Tell whether the body line at BUF[START:] (whole lines up to END) opens a Markdown code fence."""
+    first = bytes(buf[start:min(end, start + _FENCE_LOOK)]).split(b"\n", 1)[0]
+    return first.lstrip(b" ").startswith((b"```", b"~~~"))
+
+
+def _ends_fence(tail: bytes) -> bool:
+    """Tell whether TAIL, the end of a body, ends with a fence-closing line after at least one other line."""
+    last_start = tail.rfind(b"\n", 0, len(tail) - 1)
+    if last_start < 0:  # one line, or a last line too long to be a fence
+        return False
+    last = _marker_text(tail[last_start + 1:]).strip(b" \t")
+    return last.startswith((b"```", b"~~~")) and not last.strip(b"`~")
+
+
+def _other_format(text: bytes, previous: bytes) -> str:
+    """Return the name of another bundle format whose marker line TEXT is (PREVIOUS: the line before); "" if none."""
+    if text.lstrip().startswith(b"<file path="):
+        return "repomix XML ('<file path=\"...\">')"
+    if text.startswith(b"File: ") and previous.startswith(b"=" * 8):
+        return "repomix plain text ('File: name' between '=' lines)"
+    if text.startswith(b"-- ") and text.endswith(b" --") and len(text) > 6:
+        return "txtar ('-- name --')"
+    if text.startswith(b"=== ") and text.endswith(b" ===") and len(text) > 8:
+        return "'=== FILE: name ===' sections"
+    if text.rstrip() == b"---" and previous.strip() and b" " not in previous.strip() and b"." in previous:
+        return "files-to-prompt ('name', then '---')"
+    return ""
+
+
+class _Block:
+    """The block being read: its name, where it opened, its close marker, what it looks like so far."""
+
+    __slots__ = ("raw_name", "open", "close", "body_offset", "hints", "fence", "tail")
 
     def __init__(self, raw_name: bytes, open_event: Open, body_offset: int) -> None:
         self.raw_name = raw_name
         self.open = open_event
         self.close = CLOSE_PREFIX + raw_name + MARKER_SUFFIX
         self.body_offset = body_offset
-        self.hint = ""  # why a line inside probably was meant to close it
+        self.hints: tuple[str, int] | None = None  # why the first line inside was probably meant to close it, and
+        # how many more such lines follow
+        self.fence = 0  # does the body start with a Markdown fence line: 1 yes, -1 no, 0 no body yet
+        self.tail = b""  # the end of the body so far, kept only when it does (a shared empty bytes until then)
+
+    def never_closed(self) -> str:
+        """Return the message for this block still open at the end of input."""
+        name = self.raw_name.decode("utf-8", "surrogateescape")
+        if _unwrap(name):  # no close marker may be built from a quoted name
+            message = f"block {quote(name)} is never closed"
+        else:
+            message = f"block {quote(name)} is never closed: no {_show(self.close)} line follows"
+        if self.hints:
+            first, more = self.hints
+            message += f"; {first}"
+            if more >= _MORE_HINTS:
+                message += f"; the block holds at least {more} more such lines"
+            elif more:
+                message += f"; the block holds {more} more such line{'s' if more > 1 else ''}"
+        return message
 
 
 class Parser:
     """Turn bundle bytes, fed in chunks of any size, into events.
 
-    `feed(data)` and then `finish()` return lists of Open, Body, Close and
-    NearMiss events; a structure error raises BundleError. Body data are views
-    into the chunks fed, never copies. Memory stays bounded whatever the length
-    of a body or of a line: a body leaves as soon as it cannot be the start of
-    the close marker, and only an unfinished last line is carried over.
+    `feed(data)` and then `finish()` return lists of Open, Body, Close,
+    Fenced and NearMiss events; a structure error raises BundleError. When
+    a block is never closed, its lines that were probably meant to close it
+    (SPEC 1.10) are named in the error. The events found
+    before the error are returned first, and the error raised by the next
+    call (`close()` after `finish()`), so that no warning or name before it is
+    lost. Body data are views into the chunks fed, never copies. Memory stays
+    bounded whatever the length of a body or of a line: a body leaves as soon
+    as it cannot be the start of the close marker, and only an unfinished last
+    line is carried over.
 
-    Line numbers cost a pass over every byte, so they are found lazily. With
-    REREAD, a function that yields the bundle's bytes from one offset to
-    another (a bundle in a file can be read again), nothing is counted until
-    a line number is asked for: a run that succeeds never counts. Without it,
-    newlines are counted, and bodies searched for the never-closed hint, as
-    the bytes pass.
+    Line numbers come from a _Lines policy: with REREAD, a function that
+    yields the bundle's bytes from one offset to another (a bundle in a file
+    can be read again), nothing is counted until a line number is asked for;
+    without it, lines are counted as the bytes pass.
     """
 
     def __init__(self, reread: Reread | None = None) -> None:
-        self._reread = reread
+        self._lines: _Lines = _RereadLines(reread) if reread is not None else _CountedLines()
+        self._passed = self._lines.passed  # bound once: it is called for every piece of body
         self._buf: Buffer = b""  # the chunk being read
         self._view = memoryview(self._buf)
         self._pos = 0  # how much of _buf is consumed
         self._base = 0  # the bundle offset of _buf[0]
-        self._line = 1  # the line at _pos, while counting as the bytes pass
-        self._counted = (0, 0)  # with REREAD: (offset, newlines before it) found so far
         self._at_line_start = True  # does _pos start a line?
         self._checked_bom = False
         self._block: _Block | None = None
         self._long: list[bytes] | None = None  # head and tail of an outside line too long to hold
         self._blocks_seen = 0
+        self._held: list[NearMiss] = []  # near misses kept back while one may turn out to lose a file
+        self._opening: dict[bytes, NearMiss] = {}  # the held near-miss FILE lines, by the name meant
+        self._pending: BundleError | None = None  # the error to raise at the next call
+        self._previous = b""  # the last outside line, while no block is seen
+        self._looks_like: tuple[str, _Located] | None = None  # another format's marker, while no block is seen
+        self._indented: tuple[NearMiss, bytes] | None = None  # an indented FILE near miss, and its indentation
 
     def feed(self, data: Buffer) -> list[Event]:
         """Consume DATA; return the events it completes."""
+        self.close()
         events: list[Event] = []
+        try:
+            self._feed(data, events)
+        except BundleError as exc:
+            self._fail(exc, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        """Consume the end of input; return the last events, then (or at `close()`) raise BundleError."""
+        self.close()
+        events: list[Event] = []
+        try:
+            self._finish(events)
+        except BundleError as exc:
+            self._fail(exc, events)
+        return events
+
+    def close(self) -> None:
+        """Raise the structure error found after the events last returned, if there is one."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            raise pending
+
+    def _fail(self, exc: BundleError, events: list[Event]) -> None:
+        """Return the events before EXC first, then raise it: at once if there are none."""
+        self._release(events)
+        if not events:
+            raise exc
+        self._pending = exc
+
+    def _release(self, events: list[Event]) -> None:
+        """Pass the near misses held back on, in line order."""
+        if self._held:
+            events.extend(self._held)
+            self._held = []
+            self._opening.clear()
+            self._indented = None
+
+    def _feed(self, data: Buffer, events: list[Event]) -> None:
+        """Read DATA after what is left of the last chunk, adding the events found to EVENTS."""
         rest = self._buf[self._pos:]
         rest_offset = self._base + self._pos
         data_offset = self._base + len(self._buf)  # where DATA starts in the bundle
@@ -545,7 +988,7 @@ class Parser:
             if len(self._buf) >= 4:
                 self._check_bom()
                 self._run(False, events)
-            return events
+            return
         start = 0
         if rest:
             # Finish the unfinished line with the head of DATA: a small copy,
@@ -554,43 +997,35 @@ class Parser:
             if not end or end > MAX_HELD_LINE:
                 self._take(rest + data, 0, rest_offset)
                 self._run(False, events)
-                return events
+                return
             self._take(rest + data[:end], 0, rest_offset)
             self._run(False, events)
             assert self._pos == len(self._buf), "a whole line was added, so all of it is read"
             start = end
         self._take(data, start, data_offset)
         self._run(False, events)
-        return events
 
-    def finish(self) -> list[Event]:
-        """Consume the end of input; return the last events or raise BundleError."""
-        events: list[Event] = []
+    def _finish(self, events: list[Event]) -> None:
+        """Read what is left at the end of input; raise the error a bundle that ends here has, if any."""
         if not self._checked_bom:
             self._check_bom()
         self._run(True, events)
+        self._release(events)
         block = self._block
         if block is not None:
-            close = quote(block.close.decode("utf-8", "replace"))
-            name = quote(block.raw_name.decode("utf-8", "surrogateescape"))
-            if not block.hint and self._reread is not None:
-                end = self._base + len(self._buf)
-                self._look_for_hint_in(block, self._reread(block.body_offset, end), block.body_offset)
-            raise BundleError(f"block {name} is never closed: no {close} line follows{block.hint}", block.open.line)
+            again = self._lines.again(block.body_offset, self._base + len(self._buf))
+            if again is not None:
+                self._look_for_hints_in(block, again, block.body_offset)
+            raise BundleError(block.never_closed(), block.open.line)
         if not self._blocks_seen:
-            raise BundleError("no '<<<FILE name>>>' block found; nothing to write")
-        return events
-
-    def line_at(self, offset: int) -> int:
-        """Return the number of the line that bundle byte OFFSET is on (REREAD only)."""
-        assert self._reread is not None, "without reread, lines are counted as they pass"
-        start, newlines = self._counted
-        if offset < start:  # an earlier line than any asked for so far: count from the top
-            start, newlines = 0, 0
-        for chunk in self._reread(start, offset):
-            newlines += chunk.count(b"\n")
-        self._counted = (offset, newlines)
-        return newlines + 1
+            message = "no '<<<FILE name>>>' block found; nothing to write"
+            if self._looks_like:
+                form, where = self._looks_like
+                message += (
+                    f". Line {where.line} looks like {form}, another bundle format:"
+                    " convert it to '<<<FILE name>>>' ... '<<<END name>>>' blocks"
+                )
+            raise BundleError(message)
 
     def _take(self, data: Buffer, start: int, base: int) -> None:
         """Make DATA[START:] the bytes to read next; DATA[0] is at bundle offset BASE."""
@@ -600,17 +1035,15 @@ class Parser:
         self._base = base
 
     def _offset(self) -> int:
+        """Return the bundle offset of the parser's position."""
         return self._base + self._pos
 
-    def _here(self) -> int:
-        """The line number for an event at _pos: known if counting as the bytes pass, else 0."""
-        return 0 if self._reread else self._line
-
     def _error(self, message: str) -> BundleError:
-        line = self._line if self._reread is None else self.line_at(self._offset())
-        return BundleError(message, line)
+        """Return a structure error at the line the parser is on."""
+        return BundleError(message, self._lines.at(self._offset()))
 
     def _check_bom(self) -> None:
+        """Skip a UTF-8 byte-order mark; refuse a UTF-16 or UTF-32 one (SPEC 1.2)."""
         self._checked_bom = True
         if self._buf.startswith(UTF8_BOM):
             self._pos = len(UTF8_BOM)
@@ -625,6 +1058,7 @@ class Parser:
                 )
 
     def _run(self, final: bool, events: list[Event]) -> None:
+        """Read the chunk, inside and outside blocks in turn, until it runs dry."""
         while self._inside(final, events) if self._block else self._outside(final, events):
             pass
 
@@ -634,6 +1068,7 @@ class Parser:
         """Read lines until a block opens (return True) or the chunk runs dry."""
         buf = self._buf
         size = len(buf)
+        lines = self._lines
         if self._long is not None:
             self._continue_long_line(final, events)
             if self._long is not None:  # still no end of line
@@ -654,7 +1089,7 @@ class Parser:
             else:
                 self._outside_line(bytes(buf[pos:end]), events)
             self._pos = end
-            self._line += 1
+            lines.line += 1
         return True
 
     def _continue_long_line(self, final: bool, events: list[Event]) -> None:
@@ -671,28 +1106,69 @@ class Parser:
         self._long = None
         self._outside_line(head + (tail + bytes(buf[max(self._pos, end - 5):end]))[-5:], events, held=False)
         self._pos = end
-        self._line += 1
+        self._lines.line += 1
 
     def _outside_line(self, line: bytes, events: list[Event], held: bool = True) -> None:
         """Handle one line outside any block (HELD: the whole line is in LINE)."""
         text = _marker_text(line)
+        lines = self._lines
         if _is_open_marker(text):
             if not held:
                 raise self._error(
                     f"this <<<FILE line is longer than {MAX_HELD_LINE} bytes; a name may hold at most"
                     f" {MAX_NAME_BYTES}"
                 )
+            if self._held:
+                self._release(events)
             raw = text[len(OPEN_PREFIX):-len(MARKER_SUFFIX)]
-            event = Open(raw.decode("utf-8", "surrogateescape"), self._offset(), self._here(), self)
+            event = Open(raw.decode("utf-8", "surrogateescape"), self._offset(), lines.now(), lines)
             self._block = _Block(raw, event, self._offset() + len(line))
             self._blocks_seen += 1
             self._at_line_start = True
             events.append(event)
-        elif _is_close_shaped(text):
-            shown = quote(text[:200].decode("utf-8", "replace"))
-            raise self._error(f"{shown} closes no open block; is the <<<FILE line above it mistyped?")
-        elif _is_near_miss(text):
-            events.append(NearMiss(text[:200], self._offset(), self._here(), self))
+            return
+        if _is_close_shaped(text):
+            opener = self._opening.get(text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)])
+            if opener is not None:
+                opener.closed_by = _Located(self._offset(), lines.now(), lines)
+                raise self._error(f"{_show(text)} closes no open block: line {opener.line} was meant to open it")
+            raise self._error(f"{_show(text)} closes no open block; is the <<<FILE line above it mistyped?")
+        if self._indented is not None:
+            self._note_indented_body(text)
+        if not self._blocks_seen and self._looks_like is None:
+            form = _other_format(text, self._previous)
+            if form:
+                self._looks_like = (form, _Located(self._offset(), lines.now(), lines))
+            self._previous = text[:200]
+        if _is_near_miss(text):
+            keyword, name, why = _near_miss_why(text)
+            miss = NearMiss(text[:200], why, self._offset(), lines.now(), lines)
+            opener = None
+            if keyword == b"END" and self._opening:  # an unnamed close closes the last FILE line
+                opener = self._opening.pop(name or list(self._opening)[-1], None)
+            if opener is not None:  # the error at the FILE line names this line: no warning of its own
+                opener.closed_by = miss
+                return
+            if keyword == b"FILE":
+                self._opening[name] = miss
+                indent = text[:len(text) - len(text.lstrip(_BLANKS))]
+                self._indented = (miss, indent) if len(indent) > 1 or indent == b"\t" else None
+            if self._opening or self._held:
+                self._held.append(miss)
+                if len(self._held) > 1024:  # bounded: past this many, warn without waiting
+                    self._release(events)
+            else:
+                events.append(miss)
+
+    def _note_indented_body(self, text: bytes) -> None:
+        """Say so in the indented FILE near miss just before TEXT if TEXT, its first body line, is indented too."""
+        assert self._indented is not None
+        miss, indent = self._indented
+        self._indented = None
+        if text.startswith(indent) and text.strip():
+            problem = f"it is indented ({_count_blanks(indent, 'leading')})"
+            miss.why = miss.why.replace(
+                problem, problem + " and so is the next line: remove the indentation from every line of the block", 1)
 
     # -- inside a block --------------------------------------------------------
 
@@ -708,10 +1184,13 @@ class Parser:
         if found is not None:
             start, after = found
             self._emit(block, start, events)
-            events.append(Close(self._offset(), self._here(), self))
+            lines = self._lines
+            if block.fence > 0 and _ends_fence(block.tail):
+                events.append(Fenced(self._offset(), lines.now(), lines))
+            events.append(Close(self._offset(), lines.now(), lines))
             self._block = None
             self._pos = after
-            self._line += 1
+            lines.line += 1
             self._at_line_start = True
             return True
         if end > self._pos:
@@ -729,7 +1208,7 @@ class Parser:
             if start < 0:
                 return None
             search = start + 1
-            if start == self._pos and not self._at_line_start or start > self._pos and buf[start - 1] != 0x0A:
+            if (start == self._pos and not self._at_line_start) or (start > self._pos and buf[start - 1] != 0x0A):
                 continue
             after = start + len(close)
             if after == end:  # only at the end of input
@@ -743,53 +1222,34 @@ class Parser:
                     return start, after + 2
 
     def _emit(self, block: _Block, end: int, events: list[Event]) -> None:
-        """Pass _buf[_pos:END] on as body; without REREAD, count its lines and look for the hint."""
+        """Pass _buf[_pos:END] on as body; keep its head and tail, and tell the line policy."""
         start = self._pos
         if start == end:
             return
-        piece = self._view[start:end]
-        if self._reread is None:
-            if not block.hint:
-                self._look_for_hint(block, self._buf, start, end, self._at_line_start, self._line)
-            self._line += self._buf.count(b"\n", start, end)
-        events.append(Body(piece))
+        buf = self._buf
+        if not block.fence:  # the first body bytes: one byte tells most bodies apart from a fence
+            block.fence = 1 if buf[start] in b"`~ " and _starts_fence(buf, start, end) else -1
+        if block.fence > 0:
+            block.tail = (block.tail + bytes(buf[max(start, end - _FENCE_LOOK):end]))[-_FENCE_LOOK:]
+        self._passed(block, buf, start, end, self._at_line_start)
+        events.append(Body(self._view[start:end]))
         self._pos = end
-        self._at_line_start = self._buf[end - 1] == 0x0A
+        self._at_line_start = buf[end - 1] == 0x0A
 
-    def _look_for_hint(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool, line: int) -> int:
-        """Note the first line in BUF[START:END] that probably was meant to end BLOCK; return its offset or -1."""
-        wanted = block.close.decode("utf-8", "replace").casefold()
-        found = _find_marker(buf, b"<<<", start, end)
-        while found >= 0:
-            line_start = buf.rfind(b"\n", start, found) + 1 or start
-            line_end = buf.find(b"\n", found, end) + 1 or end
-            if line_start > start or at_line_start:
-                text = _marker_text(bytes(buf[line_start:line_end]))
-                number = line + buf.count(b"\n", start, line_start)
-                if text.strip().decode("utf-8", "replace").casefold() == wanted:
-                    block.hint = f"; line {number} was probably meant to close it (markers must match exactly)"
-                elif _is_open_marker(text):
-                    block.hint = f"; line {number} starts another block: is the END line above it missing?"
-                if block.hint:
-                    return line_start
-            found = _find_marker(buf, b"<<<", line_end, end)
-        return -1
-
-    def _look_for_hint_in(self, block: _Block, chunks: Iterable[bytes], offset: int) -> None:
-        """Look for the hint in a body read again, whole lines at a time."""
-        line = self.line_at(offset)
+    def _look_for_hints_in(self, block: _Block, chunks: Iterable[bytes], offset: int) -> None:
+        """Look for the never-closed hints in a body read again, whole lines at a time."""
+        line = self._lines.at(offset)
         carry = b""
         at_line_start = True  # false after a line too long to carry was dropped
         for chunk in chunks:
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
-            if self._look_for_hint(block, data, 0, cut, at_line_start, line) >= 0:
-                return
+            _look_for_hints(block, data, 0, cut, at_line_start, line)
             line += data.count(b"\n", 0, cut)
             kept = len(data) - cut <= MAX_HELD_LINE
             at_line_start = kept and (cut > 0 or at_line_start)
             carry = data[cut:] if kept else b""
-        self._look_for_hint(block, carry, 0, len(carry), at_line_start, line)
+        _look_for_hints(block, carry, 0, len(carry), at_line_start, line)
 
 
 def parse(chunks: Iterable[Buffer], reread: Reread | None = None) -> Iterator[Event]:
@@ -798,6 +1258,7 @@ def parse(chunks: Iterable[Buffer], reread: Reread | None = None) -> Iterator[Ev
     for chunk in chunks:
         yield from parser.feed(chunk)
     yield from parser.finish()
+    parser.close()
 
 
 # ---------------------------------------------------------------------------
@@ -2713,13 +3174,18 @@ def _wait_until_readable(stream: IO[bytes]) -> bool:
 
 
 def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Consumer) -> None:
-    """Check every name and hand each valid block's body to CONSUMER.
+    """Check every name and hand each valid block's body to CONSUMER; warn through REPORTER as lines pass.
 
-    Raises the structure error, if any, together with every name error.
+    Raises every error of the run at once, in line order: bad names, near
+    misses that would lose a file and, when anything else fails, the target
+    problems CONSUMER collected (its `errors`: conflicts, a folder at a
+    target); the structure error that ended the parse, if any, comes last.
     """
     index = NameIndex()
     errors: list[SplitError] = []
     current: Entry | None = None
+    opened: Open | None = None
+    structure: BundleError | None = None
     try:
         for event in events:
             if type(event) is Body:
@@ -2727,6 +3193,7 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
                     consumer.write(current, event.data)
             elif type(event) is Open:
                 current = None
+                opened = event
                 name = event.name
                 reasons = check_name(name, windows)
                 clash = None if reasons else index.add(name, event)
@@ -2742,17 +3209,34 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
                 current = None
             elif type(event) is NearMiss:
                 shown = quote(event.text.decode("utf-8", "replace"))
+                if event.closed_by is not None:
+                    errors.append(BundleError(
+                        f"{shown} is not a marker, so the file that line {event.closed_by.line} closes would be"
+                        f" lost: {event.why}",
+                        event.line,
+                    ))
+                else:
+                    reporter.warning(f"{shown} looks like a marker but is not one, so it was ignored: {event.why}",
+                                     event.line)
+            elif type(event) is Fenced and opened is not None:
+                first, last = opened.line + 1, event.line - 1
                 reporter.warning(
-                    f"{shown} looks like a marker but is not one, so it was ignored;"
-                    " markers must be exact and alone on their line",
-                    event.line,
+                    f"the body of {quote(opened.name)} starts with a Markdown fence (line {first}) and ends"
+                    f" with one (line {last}); both are kept, as bodies are exact: delete those two lines"
+                    " if they are not part of the file",
+                    first,
                 )
     except BundleError as exc:
-        if errors:
-            raise ErrorList(errors + [exc]) from None
-        raise
-    if errors:
-        raise _combined(errors)
+        structure = exc
+    if not errors and structure is None:
+        return  # the consumer's own errors, if any, are raised where it commits
+    collected = getattr(consumer, "errors", None) or []
+    found = sorted(errors + collected, key=lambda error: error.line or 0)
+    if structure is not None:
+        if not found:
+            raise structure
+        found.append(structure)
+    raise _combined(found)
 
 
 class _Collector:

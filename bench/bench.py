@@ -142,7 +142,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
     parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
+<<<<<<< HEAD
     parser.add_argument("--only", default="large,pipe,memory,small,startup,diff",
+=======
+    parser.add_argument("--only", default="large,pipe,memory,small,startup,names",
+>>>>>>> parser
                         help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -178,8 +182,13 @@ def main() -> None:
         small_section(py, small, out, work, count, rounds)
     if "startup" in only:
         startup_section(py, tiny, out, rounds)
+<<<<<<< HEAD
     if "diff" in only:
         diff_section(py, work, rounds)
+=======
+    if "names" in only:
+        names_section(py, out, work, 100_000 if args.quick else 1_000_000)
+>>>>>>> parser
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -279,6 +288,7 @@ def startup_section(py: str, tiny: str, out: str, rounds: int) -> None:
         print(f"  {name} / bare start = {ratio(times, name, 'python -c pass'):.2f}x   (target <= 1.3)")
 
 
+<<<<<<< HEAD
 def diff_section(py: str, work: str, rounds: int) -> None:
     """--diff of a 2 MB file with every other line changed, beside GNU diff -u of the same two files."""
     print(f"\n## --diff: a 2 MB file with every other line changed ({rounds} rounds)")
@@ -325,6 +335,39 @@ def diff_section(py: str, work: str, rounds: int) -> None:
     print(f"  splitfile --diff / diff -u = {ratio(times, 'splitfile --diff', 'diff -u'):.1f}x")
     for path in (old, new, bundle):
         os.remove(path)
+=======
+def names_section(py: str, out: str, work: str, count: int) -> None:
+    """Peak memory per file (COUNT one-line blocks) and for deep names, beside the bare interpreter."""
+    print(f"\n## Per-file memory: {count:,} one-line blocks; 40 names 1,000 parts deep"
+          "   (target <= 200 bytes a file; tens of MiB for deep names)")
+    many = os.path.join(work, "many.txt")
+    with open(many, "wb") as f:
+        for i in range(count):
+            name = f"d{i % 1000}/f{i}.txt".encode()
+            f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
+    deep = os.path.join(work, "deep.txt")
+    with open(deep, "wb") as f:
+        for i in range(40):  # about 2 KB each: valid names (SPEC 2), 1,000 parts deep
+            name = (f"n{i}/" + "d/" * 998 + "f.txt").encode()
+            f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
+    quiet = ["sh", "-c", 'exec "$0" "$@" >/dev/null']  # exec: the peak measured is splitfile's own
+    _, bare = run([py, "-c", "pass"])
+    print(f"  {'bare interpreter (python -c pass)':36s} {bare / 1024:6.1f} MiB")
+    cases = [
+        ("-l", [py, SPLITFILE, many, "-l"], count),
+        ("-n", [py, SPLITFILE, many, "-n", "-o", out], count),
+        ("real run", [py, SPLITFILE, many, "-o", out], count),
+        ("40 names 1,000 parts deep, -l", [py, SPLITFILE, deep, "-l"], 0),
+    ]
+    for title, argv, files in cases:
+        fresh(out)
+        _, rss = run(quiet + argv)
+        per = f"   {(rss - bare) * 1024 / files:5.0f} bytes a file above the interpreter" if files else ""
+        print(f"  {title:36s} {rss / 1024:6.1f} MiB{per}")
+    fresh(out)
+    os.remove(many)
+    os.remove(deep)
+>>>>>>> parser
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:

@@ -55,7 +55,7 @@ ERRORS = [
      ["splitfile: error: bundle.txt:1: block 'a' is never closed: no '<<<END a>>>' line follows"]),
     ("unclosed block with a likely cause", b"<<<FILE a>>>\nx\n<<<FILE b>>>\ny\n",
      ["splitfile: error: bundle.txt:1: block 'a' is never closed: no '<<<END a>>>' line follows; "
-      "line 3 starts another block: is the END line above it missing?"]),
+      "line 3 starts another block: is the END line above it missing? write '<<<END a>>>' before it"]),
     ("stray close", b"hi\n<<<END a>>>\n",
      ["splitfile: error: bundle.txt:2: '<<<END a>>>' closes no open block; is the <<<FILE line above it mistyped?"]),
     ("no block", b"I can't do that.\n",
@@ -233,7 +233,8 @@ class OptionsTest(TempDirTest):
         data = self.write_bundle(b" <<<FILE a>>>\n" + bundle(("a", b"1\n")))
         loud = run([data, "-o", self.dest])
         self.assertEqual(loud.err, "splitfile: warning: bundle.txt:1: ' <<<FILE a>>>' looks like a marker but is not "
-                                   "one, so it was ignored; markers must be exact and alone on their line\n")
+                                   "one, so it was ignored: it has a leading blank, which is invisible; "
+                                   "write '<<<FILE a>>>'\n")
         self.assertEqual(loud.code, 0)
         quiet = run([data, "-o", self.dest, "-qv"])
         self.assertEqual((quiet.code, quiet.err, quiet.out), (0, "", b"same a\n"))

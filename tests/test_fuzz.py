@@ -71,10 +71,49 @@ def reference_error_line(data: bytes) -> int | None:
     return opened if name is not None else None
 
 
+def reference_meant(text: bytes) -> tuple[bytes, bytes] | None:
+    """Return (FILE or END, name) that TEXT, a line outside blocks, is a near miss for (SPEC 1.8), or None."""
+    core = text.strip(b" \t\v\f\r").lstrip(b" \t>*_`~-+").rstrip(b" \t*_`~")
+    if not core.startswith(b"<<"):
+        return None
+    rest = core.lstrip(b"<").lstrip()
+    for keyword in (b"FILE", b"END"):
+        if rest[:len(keyword)].upper() == keyword:
+            return keyword, rest[len(keyword):].lstrip(b":").strip().rstrip(b">").strip()
+    return None
+
+
+def reference_unnamed(name: bytes) -> bool:
+    """Tell whether NAME of a close-like line names no file (SPEC 1.10: `<<<END>>>`, `<<<END_FILE>>>`, ...)."""
+    word = name.lstrip(b"_ ").upper()
+    return word in (b"", b"FILE") or word.startswith((b"FILE:", b"FILE "))
+
+
+def reference_loses_a_file(data: bytes) -> bool:
+    """Tell whether a near-miss FILE line of DATA is closed by name outside any block (SPEC 1.10): a failure."""
+    name: bytes | None = None
+    meant: set[bytes] = set()
+    for line in data.split(b"\n"):
+        text = line[:-1] if line.endswith(b"\r") else line
+        if name is not None:
+            name = None if text == b"<<<END " + name + b">>>" else name
+        elif text.startswith(b"<<<FILE ") and text.endswith(b">>>"):
+            name, meant = text[8:-3], set()
+        elif text.startswith(b"<<<END ") and text.endswith(b">>>") and text[7:-3] in meant:
+            return True
+        else:
+            near = reference_meant(text)
+            if near and near[0] == b"FILE":
+                meant.add(near[1])
+            elif near and meant and (near[1] in meant or reference_unnamed(near[1])):
+                return True
+    return False
+
+
 def expected_tree(data: bytes) -> dict[str, bytes] | None:
     """Return the files DATA must make in an empty folder, or None if the run must fail."""
     blocks = reference(data)
-    if blocks is None:
+    if blocks is None or reference_loses_a_file(data):
         return None
     index = splitfile.NameIndex()
     tree = {}
@@ -88,6 +127,7 @@ def expected_tree(data: bytes) -> dict[str, bytes] | None:
 
 PARTS = ["src", "a", "lib", "docs", "caf\u00e9", "x.py", "README.md", "\u65e5\u672c", "t-1", ".env", "n_2"]
 LINES = [b"print('hi')", b"", b"    indented", b"<<<FILE other>>>", b"<<<END other>>>", b"<<<END x>>> ",
+         b"<<<file x>>>", b"<<<END>>>", b"```python", b"```",
          b"\x00\xff binary", b"\xef\xbb\xbf", b"<<FILE near>>", b"text\r", b"<<<", b">>>", b"\t\t"]
 
 
@@ -117,7 +157,7 @@ def random_bundle(rng: random.Random) -> bytes:
 def mutate(rng: random.Random, data: bytes) -> bytes:
     """Return DATA with one random mutation: bytes flipped, lines cut, duplicated or swapped, markers swapped."""
     lines = data.split(b"\n")
-    kind = rng.randrange(7)
+    kind = rng.randrange(8)
     if kind == 0 and data:
         i = rng.randrange(len(data))
         return data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
@@ -136,10 +176,23 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
             lines[i], lines[j] = lines[j], lines[i]
     elif kind == 5:
         return data[: rng.randrange(len(data) + 1)]
+    elif kind == 6:
+        markers = [i for i, line in enumerate(lines) if line.startswith((b"<<<FILE ", b"<<<END "))]
+        if markers:  # mistype a marker the way models do (SPEC 1.10)
+            i = rng.choice(markers)
+            both = [i] + [j for j in markers if j > i and lines[j] == b"<<<END " + lines[i].rstrip(b"\r")[8:]][:1]
+            typo = rng.choice([
+                lambda t: t.rstrip(b"\r") + b" ", lambda t: b"**" + t.rstrip(b"\r") + b"**", lambda t: b"    " + t,
+                lambda t: t.replace(b"FILE ", b"FILE: ").replace(b"END ", b"END: "), lambda t: t[1:],
+                lambda t: t.replace(b"FILE", b"file").replace(b"END", b"end"), lambda t: b"> " + t,
+            ])
+            for j in both if rng.random() < 0.5 else both[:1]:  # both: the file is lost unless it fails
+                lines[j] = typo(lines[j])
     else:
         i = rng.randrange(len(lines))
         lines.insert(i, rng.choice([b"<<<FILE ../evil>>>", b"<<<END a>>>", b"<<<FILE A>>>", b"<<<FILE .git/x>>>",
-                                    b"<<<file a>>>", b"<<<FILE a\x1b>>>", b"\xff\xfe"]))
+                                    b"<<<file a>>>", b"<<<FILE a\x1b>>>", b"\xff\xfe", b"<<<FILE: a>>>",
+                                    b"<<<END a>>> ", b"**<<<FILE a>>>**", b'<<<FILE "a">>>', b"<<<FILE a lang=py>>>"]))
     return b"\n".join(lines)
 
 
@@ -159,6 +212,7 @@ class ParserAgreesWithReferenceTest(unittest.TestCase):
                 for i in range(0, max(len(data), 1), size):
                     events += parser.feed(data[i:i + size])
                 events += parser.finish()
+                parser.close()
             except splitfile.BundleError as exc:
                 got = None  # type: ignore[assignment]
                 self.assertEqual(exc.line, reference_error_line(data), data)
@@ -206,6 +260,41 @@ class RoundTripAndMutationTest(TempDirTest):
             print(f"\nfuzz through main(): seed {SEED}, {COUNT} cases, exit codes {outcomes}")
         self.assertGreater(outcomes[0], COUNT // 4)  # the generator makes real work too
         self.assertGreater(outcomes[1], COUNT // 10)
+
+
+# Marker-like lines as prompts and models get them wrong (SPEC 1.10), for messages rather than trees.
+MISTYPED = [
+    b"<<<FILE a>>>", b"<<<END a>>>", b"<<<FILE a>>> ", b"<<<END a>>> ", b"<<<END>>>", b"<<<END FILE>>>",
+    b"<<<FILE: a>>>", b"<<<END_FILE>>>", b"**<<<FILE a>>>**", b"    <<<FILE a>>>", b"    x", b"```", b"```python",
+    b"x", b"", b'<<<FILE "a">>>', b'<<<END "a">>>', b'<<<FILE path="a">>>', b"<<<END a>>", b"<<FILE a>>>",
+    b'<file path="a">', b"-- a --", b"---", b"a.py", b"=== FILE: a ===", b"<<<FILE >>>", b"<<<FILE>>>",
+    b"\xff<<<FILE \xff>>>", b"<<<END \xff>>>", b"x<<<END a>>>", b"<<<end A>>>", b"<<<FILE b/a>>>", b"<<<END a/b>>>",
+    b"\r", b"<<<FILE a>>>\r\r", b"~~~", b"> <<<END a>>>", b"<<<ENDFILE>>>", b"File: a", b"=" * 16, b"y" * 70000,
+]
+
+
+class LineModesAgreeTest(TempDirTest):
+    def test_a_file_and_a_pipe_get_the_same_messages_at_any_read_size(self) -> None:
+        """Lines re-read from a file and lines counted as they pass must name the same lines, in the same words."""
+        rng = random.Random(SEED + 2)
+        saved = splitfile.CHUNK_SIZE
+        self.addCleanup(setattr, splitfile, "CHUNK_SIZE", saved)
+        for case in range(COUNT):
+            lines = [rng.choice(MISTYPED) for _ in range(rng.randint(0, 14))]
+            data = b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+            path = self.write_bundle(data)
+            outcomes = []
+            tiny = [1, 3, 7] if len(data) < 4096 else [4093, 8191]  # a 70 KB line a byte at a time is slow
+            for argv, stdin, chunk in ((["-l", path], b"", saved), (["-l"], data, rng.choice(tiny)),
+                                       (["-l", path], b"", rng.choice(tiny))):
+                splitfile.CHUNK_SIZE = chunk  # type: ignore[misc]
+                result = run(argv, stdin=stdin)
+                outcomes.append((result.code, result.out, result.err.replace("<stdin>", path)))
+            with self.subTest(seed=SEED, case=case, data=data):
+                self.assertNotIn("Traceback", outcomes[0][2])
+                self.assertIn(outcomes[0][0], (0, 1))
+                self.assertEqual(outcomes[1], outcomes[0])
+                self.assertEqual(outcomes[2], outcomes[0])
 
 
 if __name__ == "__main__":

@@ -153,6 +153,37 @@ class NameRulesTest(unittest.TestCase):
             self.assertIn(word, text)
 
 
+# name in quoted or attribute form (SPEC 2) -> the marker the message tells the user to write
+WRAPPED = [
+    ('"src/util.py"', "in quotes", "'<<<FILE src/util.py>>>'"),
+    ("'a.py'", "in quotes", "'<<<FILE a.py>>>'"),
+    ("`src/util.py`", "in backticks", "'<<<FILE src/util.py>>>'"),
+    ("<a.py>", "in angle brackets", "'<<<FILE a.py>>>'"),
+    ('path="src/util.py"', "in attribute form", "'<<<FILE src/util.py>>>'"),
+    ("name='a.py'", "in attribute form", "'<<<FILE a.py>>>'"),
+    ('file="a.py" lang="py"', "in attribute form", "'<<<FILE a.py>>>'"),
+    ("name=a.py lang=py", "in attribute form", "'<<<FILE a.py>>>'"),
+    ("a.py lang=py", "in attribute form", "'<<<FILE a.py>>>'"),
+    ("path=a.py mode=text", "in attribute form", "'<<<FILE a.py>>>'"),
+]
+NOT_WRAPPED = ["year=2024/a.csv", "k=v", "a=b/c=d.txt", 'say "hi"', "it's", "a b.txt", "x=1 y", "`a", "a\"",
+               "<a", "2024=x y"]
+
+
+class WrappedNameTest(unittest.TestCase):
+    def test_quoted_and_attribute_forms_are_refused_with_the_marker_to_write(self) -> None:
+        for name, form, marker in WRAPPED:
+            for windows in (False, True):
+                with self.subTest(name=name, windows=windows):
+                    text = "; ".join(splitfile.check_name(name, windows))
+                    self.assertIn(f"it is {form}, not a path; write {marker}", text)
+
+    def test_hive_folders_and_inner_quotes_stay_valid(self) -> None:
+        for name in NOT_WRAPPED:
+            with self.subTest(name=name):
+                self.assertEqual(splitfile.check_name(name), [])
+
+
 class QuoteTest(unittest.TestCase):
     def test_odd_characters_are_escaped(self) -> None:
         table = [
@@ -201,6 +232,37 @@ class CollisionTest(unittest.TestCase):
 
     def test_distinct_names_do_not_collide(self) -> None:
         self.assertEqual(self.collisions(["a/b", "a/c", "ab", "a/b2", "b/a"]), [None] * 5)
+
+    def test_collisions_are_found_at_every_depth(self) -> None:
+        deep = "/".join(f"d{i}" for i in range(50))
+        table = [
+            ([deep + "/f", deep.upper() + "/F"], "differ only in case"),
+            ([deep + "/f", deep], "is a file, but"),
+            ([deep, deep + "/f"], "needs"),
+            ([deep + "/f", deep + "/f"], "appears twice; the first block is at line 1"),
+        ]
+        for names, words in table:
+            with self.subTest(words):
+                result = self.collisions(names)
+                self.assertIsNone(result[0])
+                self.assertIn(words, result[1])
+        self.assertEqual(self.collisions([deep + "/a", deep + "/b", "d0/x", deep + "/c/d"]), [None] * 4)
+
+    def test_memory_grows_linearly_with_the_length_of_deep_names(self) -> None:
+        import tracemalloc
+
+        def peak(depth: int) -> int:
+            names = ["/".join(f"p{n}x{i}" for i in range(depth)) for n in range(20)]
+            tracemalloc.start()
+            index = splitfile.NameIndex()
+            for number, name in enumerate(names, 1):
+                self.assertIsNone(index.add(name, number))
+            size = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            return size
+
+        # Every prefix held as its own tuple made this grow 4x when depth doubles; linear grows 2x.
+        self.assertLess(peak(800) / peak(400), 2.6)
 
 
 if __name__ == "__main__":

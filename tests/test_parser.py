@@ -30,6 +30,7 @@ def events(data: bytes, sizes: list[int] | None = None, reread: bool = False) ->
             pos += size
             i += 1
     raw += parser.finish()
+    parser.close()
     out: list[tuple] = []
     for ev in raw:
         if isinstance(ev, splitfile.Body):  # data is a view into the chunk: copy it
@@ -152,7 +153,9 @@ class StructureErrorTest(unittest.TestCase):
              b"prose\n<<<FILE a>>>\nx\n<<<FILE b>>>\ny\n<<<END b>>>\n", 2,
              ["never closed", "line 4 starts another block"]),
             ("unclosed, case-different close is the likely cause",
-             b"<<<FILE a>>>\nx\n  <<<end A>>> \n", 1, ["line 3 was probably meant to close it"]),
+             b"<<<FILE a>>>\nx\n  <<<end A>>> \n", 1,
+             ["line 3 '  <<<end A>>> ' was probably meant to close it, but it has a trailing blank, which is invisible",
+              "it has 'end' where a marker has 'END': case matters", "the name differs in case; write '<<<END a>>>'"]),
             ("close outside a block", b"x\n<<<END a>>>\n", 2, ["closes no open block"]),
             ("close of another name after a block", b"<<<FILE a>>>\n<<<END a>>>\n<<<END b>>>\n", 3,
              ["'<<<END b>>>' closes no open block"]),
@@ -182,8 +185,40 @@ class StructureErrorTest(unittest.TestCase):
                     for i in range(0, len(data), 4096):
                         parser.feed(data[i:i + 4096])
                     parser.finish()
+                    parser.close()
                 self.assertEqual(caught.exception.line, 1)
-                self.assertIn("line 3 was probably meant to close it", caught.exception.message)
+                self.assertIn("line 3 '  <<<end a>>>' was probably meant to close it", caught.exception.message)
+
+    def test_likely_closes_are_counted_up_to_a_bound(self) -> None:
+        for count, words in ((3, "the block holds 2 more such lines"), (150, "at least 100 more such lines")):
+            data = b"<<<FILE a>>>\n" + b"x\n<<<END>>>\n" * count
+            for sizes, reread in ((None, False), ([5], False), (None, True), ([5], True)):
+                with self.subTest(count=count, sizes=sizes, reread=reread):
+                    line, message = error_of(data, sizes, reread)
+                    self.assertEqual(line, 1)
+                    self.assertIn("line 3 '<<<END>>>' does not name the file; write '<<<END a>>>'", message)
+                    self.assertIn(words, message)
+
+    def test_events_before_a_structure_error_come_first(self) -> None:
+        data = b" <<<FILE a>>>\n<<<FILE ../b>>>\nx"
+        for reread in (None, lambda start, end: [data[start:end]]):
+            with self.subTest(reread=reread is not None):
+                parser = splitfile.Parser(reread)
+                got = parser.feed(data) + parser.finish()
+                self.assertEqual([type(e).__name__ for e in got], ["NearMiss", "Open", "Body"])
+                self.assertEqual([e.line for e in got if not isinstance(e, splitfile.Body)], [1, 2])
+                with self.assertRaises(BundleError) as caught:
+                    parser.close()
+                self.assertEqual(caught.exception.line, 2)
+                parser.close()  # raised once
+
+    def test_near_misses_held_back_stay_in_line_order_and_bounded(self) -> None:
+        data = b"".join(b"<<<FILE f%d>>> \n" % i for i in range(3000)) + b"<<<FILE ok>>>\n<<<END ok>>>\n"
+        for sizes in (None, [7]):
+            with self.subTest(sizes=sizes):
+                got = events(data, sizes)
+                self.assertEqual(got[:3000], [("near", i) for i in range(1, 3001)])
+                self.assertEqual(got[3000:], [("open", "ok", 3001), ("close", 3002)])
 
     def test_first_error_ends_the_parse(self) -> None:
         parser = splitfile.Parser()
@@ -306,6 +341,7 @@ class BoundedMemoryTest(unittest.TestCase):
             for piece in [b"ok\n<<<END "] + [b"x" * 65536] * 4 + [b">>>\n"]:
                 parser.feed(piece)
             parser.finish()
+            parser.close()
         self.assertEqual(caught.exception.line, 2)
 
     def test_a_long_file_line_is_an_error_naming_the_limit(self) -> None:
@@ -314,6 +350,7 @@ class BoundedMemoryTest(unittest.TestCase):
             for piece in [b"<<<FILE "] + [b"x" * 65536] * 4 + [b">>>\n"]:
                 parser.feed(piece)
             parser.finish()
+            parser.close()
         self.assertEqual(caught.exception.line, 1)
         self.assertIn("4096", caught.exception.message)
 
