@@ -142,11 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7, or 3 with --quick)")
     parser.add_argument("--txtar", default=shutil.which("txtar-x"), help="path of Go's txtar-x, if any")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
-<<<<<<< HEAD
-    parser.add_argument("--only", default="large,pipe,memory,small,startup,diff",
-=======
-    parser.add_argument("--only", default="large,pipe,memory,small,startup,names",
->>>>>>> parser
+    parser.add_argument("--only", default="large,pipe,memory,small,startup,diff,names",
                         help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -182,13 +178,10 @@ def main() -> None:
         small_section(py, small, out, work, count, rounds)
     if "startup" in only:
         startup_section(py, tiny, out, rounds)
-<<<<<<< HEAD
     if "diff" in only:
         diff_section(py, work, rounds)
-=======
     if "names" in only:
         names_section(py, out, work, 100_000 if args.quick else 1_000_000)
->>>>>>> parser
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -288,7 +281,6 @@ def startup_section(py: str, tiny: str, out: str, rounds: int) -> None:
         print(f"  {name} / bare start = {ratio(times, name, 'python -c pass'):.2f}x   (target <= 1.3)")
 
 
-<<<<<<< HEAD
 def diff_section(py: str, work: str, rounds: int) -> None:
     """--diff of a 2 MB file with every other line changed, beside GNU diff -u of the same two files."""
     print(f"\n## --diff: a 2 MB file with every other line changed ({rounds} rounds)")
@@ -335,7 +327,8 @@ def diff_section(py: str, work: str, rounds: int) -> None:
     print(f"  splitfile --diff / diff -u = {ratio(times, 'splitfile --diff', 'diff -u'):.1f}x")
     for path in (old, new, bundle):
         os.remove(path)
-=======
+
+
 def names_section(py: str, out: str, work: str, count: int) -> None:
     """Peak memory per file (COUNT one-line blocks) and for deep names, beside the bare interpreter."""
     print(f"\n## Per-file memory: {count:,} one-line blocks; 40 names 1,000 parts deep"
@@ -367,7 +360,6 @@ def names_section(py: str, out: str, work: str, count: int) -> None:
     fresh(out)
     os.remove(many)
     os.remove(deep)
->>>>>>> parser
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
