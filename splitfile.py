@@ -1057,7 +1057,9 @@ class _Tree:
         return tuple(reversed(parts))
 
     def remove_folder(self, node: int) -> None:
-        """Remove the empty folder NODE, which this run made."""
+        """Remove the empty folder NODE, which this run made (and not one put in its place)."""
+        if self.folder(self.parts_of(node), False) is None:  # raises if it is another folder now
+            raise FileNotFoundError(errno.ENOENT, "it is gone")
         handle = self._open.pop(node, None)
         if isinstance(handle, int):
             _close_quietly(handle)
@@ -1574,8 +1576,8 @@ class Writer:
 
     def _place(self, entry: Entry) -> None:
         """Give ENTRY's temporary file its real name, keeping a way back."""
-        folder = self._tree.folder(entry.folder_parts, False)
         try:
+            folder = self._tree.folder(entry.folder_parts, False)
             if folder is None:
                 raise FileNotFoundError(errno.ENOENT, "its folder is gone")
             if entry.status == "new":
@@ -1588,6 +1590,8 @@ class Writer:
             ) from None
         except OSError as exc:
             raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+        except SplitError as exc:
+            raise TargetError(f"cannot write {quote(entry.name)}: {exc.message}", entry.line) from None
 
     def _place_by_renameat2(self, rename: Callable[[int, str, str], None], entry: Entry, folder: Handle) -> None:
         """Name a new file with one renameat2(RENAME_NOREPLACE)."""

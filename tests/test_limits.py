@@ -68,3 +68,34 @@ class DescriptorLimitTest(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReopenedFolderTest(TempDirTest):
+    """A folder whose descriptor was closed is reopened only if it is still the same folder."""
+
+    def test_a_folder_replaced_by_another_while_closed_fails_the_run_and_is_left_alone(self) -> None:
+        import splitfile
+        from unittest import mock
+
+        count = splitfile._OPEN_FOLDERS + 4
+        files = [(f"d{i}/f", b"%d\n" % i) for i in range(count)]
+        real_write = os.write
+        swapped = []
+
+        def write_and_swap(fd, data):
+            if data == b"%d\n" % (count - 1) and not swapped:  # d0's descriptor is long closed
+                os.rename(os.path.join(self.dest, "d0"), os.path.join(self.outer, "aside"))
+                os.mkdir(os.path.join(self.dest, "d0"))
+                make_tree(self.dest, {"d0/theirs": b"theirs\n"})
+                swapped.append(True)
+            return real_write(fd, data)
+
+        from tests.helpers import run
+
+        with mock.patch.object(os, "write", write_and_swap):
+            result = run([self.write_bundle(bundle(*files)), "-o", self.dest])
+        self.assertEqual(result.code, 1)
+        self.assertIn("bundle.txt:1: cannot write 'd0/f': 'd0' was replaced by another folder during the run", result.err)
+        self.assertNotIn("Traceback", result.err)
+        self.assertEqual(files_of(self.dest), {"d0/theirs": b"theirs\n"})  # theirs: not touched, not removed
+        self.assertEqual(leftovers(self.dest), [])
