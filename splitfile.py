@@ -957,14 +957,14 @@ class _Tree:
         while depth and chain[depth] not in self._open:
             depth -= 1
         handle = self._touch(chain[depth]) if depth else self._root
-        for depth in range(depth, len(parts)):
-            known = chain[depth + 1] if depth + 1 < len(chain) else None
-            child = self._open_folder(handle, chain[depth], parts, depth, known, create, journal)
+        for level in range(depth, len(parts)):  # open the rest, each relative to its parent
+            known = chain[level + 1] if level + 1 < len(chain) else None
+            child = self._open_folder(handle, chain[level], parts, level, known, create, journal)
             if child is None:
                 return None
             handle = child
             if known is None:
-                chain.append(self._nodes[(chain[depth], parts[depth])])
+                chain.append(self._nodes[(chain[level], parts[level])])
         return handle
 
     def _touch(self, node: int) -> Handle:
@@ -1370,6 +1370,7 @@ class Writer:
             return self._have_root
         self._started = True
         root = self.root
+        missing: list[str] = []
         try:
             missing = _missing_folders(root)
             if self.dry_run and missing:
