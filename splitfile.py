@@ -822,6 +822,8 @@ _KEPT = 3  # an Entry's old file given a second name (its backup): remove that n
 _ASIDE = 4  # an Entry's old file moved to its backup name: move it back
 _NAMED = 5  # an Entry's new file given its real name: remove that name
 _REPLACED = 6  # an Entry's new file put over the old one: put the backup back over it
+# Steps whose undo is harmless if the step never happened (see _Journal.do).
+_RECORDED_FIRST: Final = frozenset({_TEMP, _KEPT, _ASIDE, _REPLACED})
 # The folder descriptors kept open at once; others are reopened when needed.
 _OPEN_FOLDERS: Final = 16
 
@@ -1100,13 +1102,29 @@ class _Journal:
         return f"{TEMP_PREFIX}{self._token}-{entry.serial}.old"
 
     def do(self, kind: int, subject: object, act: Callable[[], object]) -> None:
-        """Make a step with ACT and record it as KIND on SUBJECT; no signal can split the two."""
+        """Make a step with ACT and record it as KIND on SUBJECT; no signal can split the two.
+
+        Steps that name only this run's own `.splitfile-` entries are recorded
+        first, since undoing one that never happened finds nothing: so even a
+        KeyboardInterrupt where no handler holds it (a library caller) cannot
+        fall between the step and its record.
+        """
         guard = self._guard
         guard.hold()
         try:
-            act()
-            self._kinds.append(kind)
-            self._subjects.append(subject)
+            if kind in _RECORDED_FIRST:
+                self._kinds.append(kind)
+                self._subjects.append(subject)
+                try:
+                    act()
+                except BaseException:
+                    self._kinds.pop()
+                    self._subjects.pop()
+                    raise
+            else:
+                act()
+                self._kinds.append(kind)
+                self._subjects.append(subject)
         finally:
             guard.release()
 
@@ -2225,8 +2243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _main(argv, guard)
         except (Interrupted, KeyboardInterrupt) as exc:
             guard.settle()
-            sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
-            return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
+            return _interrupted(exc)
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Say that the run was interrupted, if stderr can take it; return the exit status for the signal."""
+    try:
+        sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
+        sys.stderr.flush()
+    except (OSError, AttributeError, ValueError):  # stderr closed or full: the status still says it
+        pass
+    return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
 
 
 def _main(argv: Sequence[str] | None, guard: SignalGuard) -> int:
@@ -2260,8 +2287,7 @@ def _main(argv: Sequence[str] | None, guard: SignalGuard) -> int:
         except (Interrupted, KeyboardInterrupt) as exc:
             guard.settle()
             reporter.clear()
-            sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
-            return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
+            return _interrupted(exc)
         except BrokenPipeError:
             guard.settle()
             # The reader of stdout went away; say nothing more there.
