@@ -824,8 +824,23 @@ _NAMED = 5  # an Entry's new file given its real name: remove that name
 _REPLACED = 6  # an Entry's new file put over the old one: put the backup back over it
 # Steps whose undo is harmless if the step never happened (see _Journal.do).
 _RECORDED_FIRST: Final = frozenset({_TEMP, _KEPT, _ASIDE, _REPLACED})
-# The folder descriptors kept open at once; others are reopened when needed.
-_OPEN_FOLDERS: Final = 16
+# Folder descriptors kept open at once: a share of the descriptor limit,
+# within these bounds; others are reopened when needed.
+_OPEN_FOLDERS: Final = (8, 256)
+
+
+def _folder_budget() -> int:
+    """Return how many folder descriptors a run keeps open: a quarter of the limit, within _OPEN_FOLDERS."""
+    low, high = _OPEN_FOLDERS
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # Windows has no such limit on folders
+        return high
+    if soft == resource.RLIM_INFINITY:
+        return high
+    return max(low, min(high, soft // 4))
 
 
 class _Tree:
@@ -851,6 +866,7 @@ class _Tree:
         self._identity: list[int | None] = [None]  # device and inode, once opened
         self._made: set[int] = set()  # nodes this run made: nothing was in them
         self._open: dict[int, Handle] = {}  # node -> handle, least recently used first
+        self._budget = _folder_budget() if use_dir_fd else _OPEN_FOLDERS[1]
 
     def open_root(self) -> None:
         """Open DIR itself; DIR may be a symlink, since the user named it."""
@@ -1018,7 +1034,7 @@ class _Tree:
                 _close_quietly(handle)
             raise
         self._open[known] = handle
-        if len(self._open) > _OPEN_FOLDERS:  # close the least recently used
+        if len(self._open) > self._budget:  # close the least recently used
             oldest = next(iter(self._open))
             dropped = self._open.pop(oldest)
             if isinstance(dropped, int):

@@ -77,7 +77,9 @@ class ReopenedFolderTest(TempDirTest):
         import splitfile
         from unittest import mock
 
-        count = splitfile._OPEN_FOLDERS + 4
+        self.addCleanup(mock.patch.stopall)
+        mock.patch.object(splitfile, "_folder_budget", lambda: 8).start()
+        count = 12
         files = [(f"d{i}/f", b"%d\n" % i) for i in range(count)]
         real_write = os.write
         swapped = []
