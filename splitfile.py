@@ -854,9 +854,8 @@ class _Tree:
     kept open, and one reopened must be the same folder as before.
     """
 
-    def __init__(self, root: str, use_dir_fd: bool, guard: SignalGuard) -> None:
+    def __init__(self, root: str, use_dir_fd: bool) -> None:
         self.use_dir_fd = use_dir_fd
-        self.guard = guard
         self.root = root
         self.root_is_new = False  # made by this run: nothing was in it
         self._root: Handle | None = None
@@ -1351,11 +1350,8 @@ def _missing_folders(root: str) -> list[str]:
         try:
             os.stat(path)  # following links: the user named this path
             break
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file on the way: making it says so
             missing.append(path)
-        except NotADirectoryError:  # a file on the way: making the next folder says so
-            missing.clear()
-            break
     missing.reverse()
     return missing
 
@@ -1389,7 +1385,7 @@ class Writer:
         self.guard = guard or SignalGuard()  # one not entered catches no signal
         self.entries: list[Entry] = []
         self.errors: list[SplitError] = []
-        self._tree = _Tree(root, use_dir_fd, self.guard)
+        self._tree = _Tree(root, use_dir_fd)
         self._journal = _Journal(self._tree, self.guard)
         self._started = False
         self._have_root = False
@@ -1407,8 +1403,9 @@ class Writer:
         missing: list[str] = []
         try:
             missing = _missing_folders(root)
+            if missing:
+                self._check_makeable(missing[0])  # so that a dry run fails where the run would
             if self.dry_run and missing:
-                self._check_makeable(missing[0])
                 return False
             for path in missing:
                 try:
@@ -1420,7 +1417,7 @@ class Writer:
         except NotADirectoryError:
             shown = quote(root)
             self.errors.append(TargetError(
-                f"output folder {shown} is not a directory" if not missing
+                f"output folder {shown} is not a directory; name a folder with -o" if not missing
                 else f"cannot make the output folder {shown}: a part of its path is not a directory"))
             return False
         except OSError as exc:
@@ -1436,7 +1433,7 @@ class Writer:
         if not os.path.isdir(parent):
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", parent)
         if os.path.lexists(path):  # a dangling symlink: mkdir would fail, and so would the next step
-            raise FileNotFoundError(errno.ENOENT, "its path holds a dangling symlink", path)
+            raise FileNotFoundError(errno.ENOENT, "a part of its path is a symlink to nothing", path)
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         """Look at NAME's target and start staging its body; None if it cannot be written.

@@ -154,12 +154,13 @@ class OutputPathTest(TempDirTest):
         os.symlink(os.path.join(self.outer, "nowhere"), os.path.join(self.outer, "dangling"))
         data = self.write_bundle(bundle(("a", b"1\n"), ("b/c", b"2\n")))
         for out, message in ((os.path.join(self.outer, "afile", "sub"), "not a directory"),
-                             (os.path.join(self.outer, "dangling", "sub"), "dangling"),
+                             (os.path.join(self.outer, "dangling", "sub"), "a symlink to nothing"),
                              (os.path.join(self.outer, "afile"), "is not a directory")):
             with self.subTest(out=out):
                 before = snapshot(self.outer)
                 real = run([data, "-o", out])
                 self.assertEqual(real.code, 1)
+                self.assertIn(message, real.err)
                 self.assertEqual(snapshot(self.outer), before)
                 dry = run([data, "-n", "-o", out])
                 self.assertEqual((dry.code, dry.out), (1, b"new a\nnew b/c\n"))
