@@ -36,7 +36,9 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Final, Iterable, Iterator, Protocol, Sequence, Union
+    from typing import IO, Callable, Final, Iterable, Iterator, Protocol, Sequence, TypeVar, Union
+
+    T = TypeVar("T")
 
     class _HasLine(Protocol):
         @property
@@ -45,7 +47,16 @@ if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
     Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
+
+# The stable API: these names keep their meaning; everything else is private.
+__all__ = [
+    "extract", "read", "list_names", "diff", "pack", "main",
+    "FileResult", "FileDiff", "SplitWarning",
+    "SplitError", "BundleError", "InvalidNameError", "ConflictError", "TargetError", "DiskError", "UsageError",
+    "ErrorList",
+    "__version__",
+]
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -57,6 +68,7 @@ MARKER_SUFFIX: Final = b">>>"
 
 MAX_NAME_BYTES: Final = 4096
 MAX_PART_BYTES: Final = 255
+MAX_SHOWN_NAME: Final = 200  # characters of a name a message shows; a longer one is cut in the middle
 # An outside line longer than this is never held whole (a marker line holding
 # the longest valid name is far shorter); only its head and tail are kept.
 MAX_HELD_LINE: Final = 64 * 1024
@@ -117,14 +129,38 @@ EXIT_USAGE: Final = 2
 
 
 class SplitError(Exception):
-    """A failure shown as `splitfile: error: SOURCE:LINE: message` (exit 1)."""
+    """A failure of a run: what is wrong (`.message`), the bundle line (`.line`) and file name (`.name`) it is about.
+
+    It renders itself as `SOURCE:LINE: message` (see `render`). A run that finds
+    several problems raises one ErrorList holding them all; `.errors` lists
+    the problems of any SplitError, so a caller can always loop over it.
+    """
 
     exit_status = EXIT_FAILURE
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None, name: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.name = name
+
+    @classmethod
+    def cannot(cls, verb: str, name: str, reason: BaseException | str, line: int | None = None) -> SplitError:
+        """Return the error "cannot VERB NAME: REASON" (REASON: an exception or its human text)."""
+        why = reason if isinstance(reason, str) else _reason(reason)
+        return cls(f"cannot {verb} {quote(name)}: {why}", line, name)
+
+    @property
+    def errors(self) -> list[SplitError]:
+        """Every problem this error stands for, in line order: just itself, unless it is an ErrorList."""
+        return [self]
+
+    def render(self, source: str) -> str:
+        """Return `SOURCE:LINE: message`, leaving out what does not apply (SOURCE shown safely)."""
+        where = _shown_source(source)
+        if where and self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.message}" if where else self.message
 
 
 class BundleError(SplitError):
@@ -136,7 +172,7 @@ class InvalidNameError(SplitError):
 
 
 class ConflictError(SplitError):
-    """A target holds other content and -f was not given."""
+    """A target holds other content and force was not given."""
 
 
 class TargetError(SplitError):
@@ -148,17 +184,31 @@ class DiskError(SplitError):
 
 
 class UsageError(SplitError):
-    """The command line is wrong (exit 2)."""
+    """The program was called wrongly: a command-line mistake (exit 2), or a wrong argument to a function."""
 
     exit_status = EXIT_USAGE
 
+    def __init__(self, message: str, show_usage: bool = False) -> None:
+        super().__init__(message)
+        self.show_usage = show_usage  # the command line prints its usage line first
+
 
 class ErrorList(SplitError):
-    """Several errors found in one run, all to be reported."""
+    """Several errors found in one run, all to be reported, in line order."""
 
     def __init__(self, errors: Sequence[SplitError]) -> None:
-        super().__init__(f"{len(errors)} errors")
-        self.errors = list(errors)
+        ordered = sorted(errors, key=lambda error: error.line or 0)  # stable: same-line errors keep their order
+        super().__init__(f"{len(ordered)} errors", ordered[0].line if ordered else None)
+        self._errors = ordered
+
+    @property
+    def errors(self) -> list[SplitError]:
+        return list(self._errors)
+
+
+def _combined(errors: Sequence[SplitError]) -> SplitError:
+    """Return the one error to raise for ERRORS: the error itself if there is one, else an ErrorList."""
+    return errors[0] if len(errors) == 1 else ErrorList(errors)
 
 
 class Interrupted(BaseException):
@@ -179,9 +229,18 @@ CLEANUP_ERRORS: Final = (OSError, SplitError, KeyboardInterrupt)
 
 
 def quote(name: str) -> str:
-    """Return NAME quoted for a diagnostic, with odd characters escaped."""
+    """Return NAME quoted for a diagnostic, odd characters escaped, a very long name shortened in the middle."""
+    if len(name) <= MAX_SHOWN_NAME:
+        return "'" + _escape(name) + "'"
+    keep = MAX_SHOWN_NAME // 2
+    size = len(name.encode("utf-8", "surrogateescape"))
+    return f"'{_escape(name[:keep])}...{_escape(name[-keep:])}' ({size} bytes)"
+
+
+def _escape(text: str) -> str:
+    """Return TEXT with quotes, backslashes and characters that would act on a terminal escaped."""
     out = []
-    for ch in name:
+    for ch in text:
         code = ord(ch)
         if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
             out.append(f"\\x{code - 0xDC00:02x}")
@@ -195,7 +254,18 @@ def quote(name: str) -> str:
             out.append(f"\\u{code:04x}")
         else:
             out.append(f"\\U{code:08x}")
-    return "'" + "".join(out) + "'"
+    return "".join(out)
+
+
+def _shown_source(source: str) -> str:
+    """Return SOURCE (a path as given) for a diagnostic: as it is if plain, else quoted like a name.
+
+    Like `ls`, only what needs quoting is quoted: `bundle.txt:3:` stays readable,
+    while a path holding a newline or an escape cannot forge a line of output.
+    """
+    if len(source) <= MAX_SHOWN_NAME and _escape(source) == source:
+        return source
+    return quote(source)
 
 
 def check_name(name: str, windows: bool = False) -> list[str]:
@@ -1453,11 +1523,11 @@ class Writer:
                 self._stage(entry, folder)
         except SplitError as exc:
             _close_quietly(entry.compare_fd)
-            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", entry.line))
+            self.errors.append(TargetError.cannot("write", name, exc.message, entry.line))
             self.entries.pop()
             return None
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", entry.line) from None
+            raise DiskError.cannot("write", name, exc, entry.line) from None
         return entry
 
     def _examine(self, entry: Entry, folder: Handle) -> None:
@@ -1509,7 +1579,7 @@ class Writer:
                 while view:
                     view = view[os.write(entry.fd, view):]
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
 
     def _compare(self, entry: Entry, data: Buffer | memoryview) -> None:
         fd = entry.compare_fd
@@ -1550,11 +1620,11 @@ class Writer:
             if entry.status == "same":
                 self._drop(entry)
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
         if entry.status == "changed" and not self.force:
             self.errors.append(
                 ConflictError(
-                    f"{quote(entry.name)} exists with other content; use -f to replace it", entry.line
+                    f"{quote(entry.name)} exists with other content; use -f to replace it", entry.line, entry.name
                 )
             )
 
@@ -1574,7 +1644,7 @@ class Writer:
         Raises the collected errors instead, if there are any.
         """
         if self.errors:
-            raise ErrorList(self.errors)
+            raise _combined(self.errors)
         if self.dry_run:
             return []
         self._place_new = self._choose_placement()
@@ -1617,13 +1687,11 @@ class Writer:
             else:
                 self._replace(entry, folder)
         except FileExistsError:
-            raise TargetError(
-                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line
-            ) from None
+            raise TargetError.cannot("write", entry.name, "something appeared there during the run", entry.line) from None
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line) from None
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
         except SplitError as exc:
-            raise TargetError(f"cannot write {quote(entry.name)}: {exc.message}", entry.line) from None
+            raise TargetError.cannot("write", entry.name, exc.message, entry.line) from None
 
     def _place_by_renameat2(self, rename: Callable[[int, str, str], None], entry: Entry, folder: Handle) -> None:
         """Name a new file with one renameat2(RENAME_NOREPLACE)."""
@@ -1844,89 +1912,222 @@ def pack(paths: Sequence[str], out: IO[bytes], windows: bool, warn: Callable[[st
 
 
 # ---------------------------------------------------------------------------
-# Command line
+# Python API: the command line's jobs as functions
 # ---------------------------------------------------------------------------
+#
+# A bundle is given as bytes (its contents), str (its text, encoded as UTF-8),
+# os.PathLike (a path: pathlib.Path("bundle.txt")) or a binary stream. A plain
+# str is always text, never a path: a model's answer is a str, and a one-line
+# answer must not be taken for the name of a file that happens to exist.
 
 
-class _Reporter:
-    """Writes diagnostics and the progress line to stderr.
+class FileResult:
+    """What extract() did, or would do, with one block: its name, its status and the line of its FILE marker."""
 
-    Diagnostics read `splitfile: KIND: SOURCE:LINE: message`. The progress
-    line appears only on a terminal, after about a second, and is erased
-    before any diagnostic and at the end.
-    """
+    __slots__ = ("name", "status", "line")
 
-    def __init__(self, source: str, quiet: bool, total: int | None = None) -> None:
-        self.source = source
-        self.quiet = quiet
-        self.total = total  # bundle size, when known
-        self.read = 0  # bytes read so far
-        self.staged = 0  # blocks read so far
-        self._shown = 0  # length of the progress line on screen
-        self._next = 0.0  # when the progress line may next be drawn
-        self._progress = not quiet and _is_terminal(sys.stderr)
-        if self._progress:
-            import time
+    def __init__(self, name: str, status: str, line: int) -> None:
+        self.name = name
+        self.status = status  # "new", "same" or "changed"
+        self.line = line
 
-            self._clock = time.monotonic
-            self._next = self._clock() + 1.0
+    def __repr__(self) -> str:
+        return f"FileResult({self.name!r}, {self.status!r}, line={self.line})"
 
-    def _where(self, line: int | None) -> str:
-        return self.source if line is None else f"{self.source}:{line}"
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileResult):
+            return NotImplemented
+        return (self.name, self.status, self.line) == (other.name, other.status, other.line)
 
-    def _say(self, kind: str, message: str, where: str) -> None:
-        self.clear()
-        prefix = f"{where}: " if where else ""  # --pack has no bundle to point into
-        sys.stderr.write(f"splitfile: {kind}: {prefix}{message}\n")
-        sys.stderr.flush()
 
-    def error(self, exc: SplitError) -> None:
-        """Report EXC, and each error it holds."""
-        for each in exc.errors if isinstance(exc, ErrorList) else [exc]:
-            self._say("error", each.message, self._where(each.line))
+class FileDiff:
+    """What diff() found for one block that would create or change a file: a unified diff that `patch -p1` applies."""
 
-    def warning(self, message: str, line: int | None = None, where: str | None = None) -> None:
-        """Report a warning unless -q was given."""
-        if not self.quiet:
-            self._say("warning", message, where or self._where(line))
+    __slots__ = ("name", "status", "line", "text")
+
+    def __init__(self, name: str, status: str, line: int, text: bytes) -> None:
+        self.name = name
+        self.status = status  # "new" or "changed"
+        self.line = line
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"FileDiff({self.name!r}, {self.status!r}, line={self.line}, text=<{len(self.text)} bytes>)"
+
+
+class SplitWarning:
+    """Something worth telling that does not stop the run, such as a line that almost looks like a marker."""
+
+    __slots__ = ("message", "line")
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.message = message
+        self.line = line  # the bundle line it is about, if any
+
+    def __repr__(self) -> str:
+        return f"SplitWarning({self.message!r}, line={self.line})"
+
+    def render(self, source: str) -> str:
+        """Return `SOURCE:LINE: message`, as the command line prints it."""
+        return SplitError(self.message, self.line).render(source)
+
+
+class _Sink:
+    """Where a run's warnings go: to a callback in the API (never to the terminal); see _Reporter for the CLI."""
+
+    def __init__(self, on_warning: Callable[[SplitWarning], None] | None = None) -> None:
+        self._on_warning = on_warning
+        self.staged = 0  # blocks read so far, for a progress report
+
+    def warning(self, message: str, line: int | None = None) -> None:
+        """Pass on a warning."""
+        if self._on_warning is not None:
+            self._on_warning(SplitWarning(message, line))
+
+    def problem(self, message: str) -> None:
+        """Pass on what a rollback could not undo (the run has failed already)."""
+        self.warning(message)
 
     def advance(self, size: int) -> None:
-        """Count SIZE more bytes read; redraw the progress line a few times a second."""
-        self.read += size
-        if self._progress and self._clock() >= self._next:
-            self._next = self._clock() + 0.25
-            of = f" of {_size(self.total)}" if self.total else ""
-            text = f"splitfile: {_size(self.read)}{of} read, {self.staged} files staged"
-            sys.stderr.write("\r" + text.ljust(self._shown))
-            sys.stderr.flush()
-            self._shown = len(text)
-
-    def clear(self) -> None:
-        """Erase the progress line, if one is shown."""
-        if self._shown:
-            sys.stderr.write("\r" + " " * self._shown + "\r")
-            sys.stderr.flush()
-            self._shown = 0
+        """Count SIZE more bytes of the bundle read (only the command line shows it)."""
 
 
-def _is_terminal(stream: object) -> bool:
+class _Input:
+    """A bundle opened for reading: its name in messages, its chunks, and how to read it again if it can be."""
+
+    def __init__(
+        self,
+        source: str,
+        chunks: Iterable[Buffer],
+        reread: Reread | None = None,
+        size: int | None = None,
+        owned: IO[bytes] | None = None,
+    ) -> None:
+        self.source = source
+        self.chunks = chunks
+        self.reread = reread  # None: line numbers are counted as the bytes pass
+        self.size = size  # known for a file, for the progress report
+        self._owned = owned  # a file this input opened, and closes
+
+    def events(self) -> Iterator[Event]:
+        """Return the parser's events for the bundle."""
+        return parse(self.chunks, self.reread)
+
+    def close(self) -> None:
+        """Close the file this input opened, if any."""
+        if self._owned is not None:
+            self._owned.close()
+
+
+if TYPE_CHECKING:
+    import io
+
+    Bundle = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", "io.RawIOBase", "io.BufferedIOBase", IO[bytes]]
+
+
+def _open_input(bundle: Bundle, sink: _Sink) -> _Input:
+    """Return BUNDLE, as the API takes it, opened for reading."""
+    import io
+
+    if isinstance(bundle, str):
+        try:
+            data: Buffer = bundle.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"the bundle text holds a character UTF-8 cannot encode ({exc.reason})") from None
+        return _memory_input(data, "<text>")
+    if isinstance(bundle, (bytes, bytearray, memoryview)):
+        return _memory_input(bytes(bundle) if isinstance(bundle, memoryview) else bundle, "<bytes>")
+    if isinstance(bundle, os.PathLike):
+        return _file_input(os.fsdecode(os.fspath(bundle)), sink)
+    if isinstance(bundle, io.TextIOBase):
+        raise UsageError("a bundle stream must be binary: open the file with 'rb', or pass the text itself as a str")
+    if callable(getattr(bundle, "read", None)):
+        return _Input("<stream>", _read_chunks(bundle, sink.advance))  # type: ignore[arg-type]
+    raise UsageError(
+        f"a bundle is bytes, a str (its text), a path (os.PathLike) or a binary stream, not {type(bundle).__name__}"
+    )
+
+
+def _memory_input(data: Buffer, source: str) -> _Input:
+    """Return a bundle held in memory: one chunk, and read again by slicing."""
+
+    def reread(start: int, end: int) -> Iterator[bytes]:
+        for at in range(start, min(end, len(data)), CHUNK_SIZE):
+            yield bytes(data[at:min(at + CHUNK_SIZE, end)])
+
+    return _Input(source, (data,) if data else (), reread, len(data))
+
+
+def _file_input(path: str, sink: _Sink) -> _Input:
+    """Return the bundle file at PATH opened; a regular file can be read again for line numbers."""
     try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
+        stream = open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+    try:
+        st = os.fstat(stream.fileno())
+    except OSError:
+        return _Input(path, _read_chunks(stream, sink.advance), owned=stream)
+    except BaseException:
+        stream.close()
+        raise
+    regular = stat.S_ISREG(st.st_mode)
+    # A bundle file can be read again, so lines need counting only for messages.
+    return _Input(
+        path,
+        _read_chunks(stream, sink.advance),
+        _rereader(path) if regular else None,
+        st.st_size if regular else None,
+        stream,
+    )
+
+
+def _read_chunks(stream: IO[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
+    """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill).
+
+    A stream left non-blocking by its parent (asyncio and node leave stdin so)
+    answers "nothing yet" the way it answers "the end": an empty read counts
+    as the end only when the stream is blocking, or was just seen readable.
+    """
+    _widen_pipe(stream)
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        data = _read_once(read)
+        if not data and _wait_until_readable(stream):
+            data = _read_once(read)
+            if data is None:  # woken for nothing: wait again
+                continue
+        if not data:
+            return
+        advance(len(data))
+        yield data
+
+
+def _read_once(read: Callable[[int], bytes | None]) -> bytes | None:
+    """Return the next chunk, b"" at the end, or None for "nothing yet" from a non-blocking stream."""
+    try:
+        return read(CHUNK_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
+
+
+def _wait_until_readable(stream: IO[bytes]) -> bool:
+    """If STREAM is a non-blocking descriptor, wait until it can be read and return True; else return False."""
+    try:
+        fd = stream.fileno()
+        if os.get_blocking(fd):
+            return False
+        import select
+
+        select.select([fd], [], [])
+    except (OSError, ValueError, AttributeError):  # not a real descriptor, or a system that cannot tell
         return False
+    return True
 
 
-def _size(count: int | None) -> str:
-    """Return COUNT bytes in the largest unit that keeps it at least 1."""
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
-
-
-def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer: _Consumer) -> None:
+def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Consumer) -> None:
     """Check every name and hand each valid block's body to CONSUMER.
 
     Raises the structure error, if any, together with every name error.
@@ -1946,7 +2147,7 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
                 clash = None if reasons else index.add(name, event)
                 if reasons or clash:
                     why = "; ".join(reasons) if reasons else clash
-                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", event.line))
+                    errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", event.line, name))
                 elif not errors:  # once the run must fail, stage nothing more
                     current = consumer.add(name, event)
             elif type(event) is Close:
@@ -1966,22 +2167,22 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Reporter, consumer:
             raise ErrorList(errors + [exc]) from None
         raise
     if errors:
-        raise ErrorList(errors)
+        raise _combined(errors)
 
 
 class _Collector:
     """A consumer that writes no file: it keeps the names, and the bodies asked for."""
 
-    def __init__(self, wanted: Iterable[str] = (), writer: Writer | None = None) -> None:
+    def __init__(self, wanted: Iterable[str] | None = (), writer: Writer | None = None) -> None:
         self.names: list[str] = []
-        self.wanted = set(wanted)
+        self.wanted = None if wanted is None else set(wanted)  # None: every body
         self.bodies: dict[str, IO[bytes]] = {}
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         self.names.append(name)
         entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
-        if entry is not None and (self.writer or name in self.wanted):
+        if entry is not None and (self.writer or self.wanted is None or name in self.wanted):
             import tempfile
 
             self.bodies[name] = tempfile.SpooledTemporaryFile(max_size=8 << 20)
@@ -2012,44 +2213,6 @@ class _Collector:
             self.writer.close()
 
 
-if TYPE_CHECKING:
-    import argparse
-
-    _Consumer = Union[Writer, _Collector]
-
-
-def _write_stdout(data: bytes) -> None:
-    """Write DATA to stdout as bytes, whatever stdout is."""
-    sys.stdout.flush()
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is not None:
-        buffer.write(data)
-        buffer.flush()
-    else:
-        sys.stdout.write(data.decode("utf-8", "surrogateescape"))
-        sys.stdout.flush()
-
-
-def _print_lines(lines: Iterable[str]) -> None:
-    """Print LINES to stdout as UTF-8, one a line."""
-    _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
-
-
-def _read_chunks(stream: IO[bytes], reporter: _Reporter) -> Iterator[bytes]:
-    """Yield the bundle in chunks as they arrive (a pipe is not waited on to fill)."""
-    _widen_pipe(stream)
-    read = getattr(stream, "read1", stream.read)
-    while True:
-        try:
-            data = read(CHUNK_SIZE)
-        except OSError as exc:
-            raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
-        if not data:
-            return
-        reporter.advance(len(data))
-        yield data
-
-
 def _widen_pipe(stream: IO[bytes]) -> None:
     """Let a pipe on STREAM hold a whole chunk (Linux), so that each read returns more than 64 KiB."""
     try:
@@ -2060,6 +2223,356 @@ def _widen_pipe(stream: IO[bytes]) -> None:
         fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK_SIZE)
     except (OSError, ValueError, AttributeError, ImportError):  # no such pipe, or a system without it
         pass
+
+
+def _rereader(path: str) -> Reread:
+    """Return a function that reads the bundle file at PATH again, from one offset to another."""
+
+    def reread(start: int, end: int) -> Iterator[bytes]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                while start < end:
+                    data = f.read(min(CHUNK_SIZE, end - start))
+                    if not data:
+                        return
+                    start += len(data)
+                    yield data
+        except OSError:  # only line numbers for messages depend on it
+            return
+
+    return reread
+
+
+def _extract(
+    inp: _Input, writer: Writer, windows: bool, sink: _Sink, on_checked: Callable[[], None] | None = None
+) -> list[Entry]:
+    """Split INP through WRITER, all or nothing; return its entries, in bundle order.
+
+    This is the one place a bundle is written, for extract() and for the
+    command line alike: any exception, KeyboardInterrupt included, is
+    followed by a complete rollback, and what the rollback could not undo
+    goes to SINK before the exception goes on. ON_CHECKED is called once the
+    whole bundle is read and checked, before the commit.
+    """
+    try:
+        _walk(inp.events(), windows, sink, writer)
+        if on_checked is not None:
+            on_checked()
+        leftovers = writer.commit()
+    except BaseException:
+        for problem in writer.rollback():
+            sink.problem(problem)
+        raise
+    finally:
+        writer.close()
+    for problem in leftovers:
+        sink.warning(problem)
+    return writer.entries
+
+
+def _collect(inp: _Input, windows: bool, sink: _Sink, wanted: Iterable[str] | None = ()) -> _Collector:
+    """Read INP with every check, writing nothing; return the names and the bodies WANTED (None: every body)."""
+    collector = _Collector(wanted)
+    try:
+        _walk(inp.events(), windows, sink, collector)
+    except BaseException:
+        collector.close()
+        raise
+    return collector
+
+
+def _diffs(inp: _Input, output: str, windows: bool, sink: _Sink) -> Iterator[tuple[Entry, bytes]]:
+    """Yield (entry, unified diff) for every block of INP that would create or change a file under OUTPUT."""
+    writer = Writer(output, force=True, dry_run=True)
+    collector = _Collector((), writer)
+    try:
+        _walk(inp.events(), windows, sink, collector)
+        if writer.errors:
+            raise _combined(writer.errors)
+        for entry in writer.entries:
+            if entry.status != "same":
+                try:
+                    old = writer.read_target(entry)
+                except OSError as exc:
+                    raise DiskError.cannot("read", entry.name, exc, entry.line) from None
+                yield entry, _diff(entry, old, collector.body(entry.name))
+    finally:
+        collector.close()
+
+
+def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
+    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
+    import difflib
+
+    name = entry.name
+    before = "/dev/null" if entry.status == "new" else f"a/{name}"
+    try:
+        old_lines = _diff_lines(old.decode("utf-8"))
+        new_lines = _diff_lines(new.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
+    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    if not text:  # a file of the same text under a link, say: still show that it changes
+        text = f"--- {before}\n+++ b/{name}\n"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _diff_lines(text: str) -> list[str]:
+    """Split TEXT after each LF only (str.splitlines also splits at CR, form feeds and more)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    return [line + "\n" for line in lines] + ([last] if last else [])
+
+
+def _api_call(
+    bundle: Bundle, on_warning: Callable[[SplitWarning], None] | None, job: Callable[[_Input, _Sink], T]
+) -> T:
+    """Open BUNDLE, run JOB on it with warnings going to ON_WARNING, and close it again."""
+    sink = _Sink(on_warning)
+    inp = _open_input(bundle, sink)
+    try:
+        return job(inp, sink)
+    except BundleError as exc:
+        if isinstance(bundle, str) and "\n" not in bundle and os.path.isfile(bundle):
+            # The one mistake the str-is-text rule invites: say how to pass a path.
+            exc.message += f"; to read the file {quote(bundle)}, pass pathlib.Path({bundle!r})"
+        raise
+    finally:
+        inp.close()
+
+
+def extract(
+    bundle: Bundle,
+    output: str | os.PathLike[str] = ".",
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    portable: bool = False,
+    sync: bool = False,
+    on_warning: Callable[[SplitWarning], None] | None = None,
+) -> list[FileResult]:
+    """Write every file of BUNDLE under OUTPUT, all or nothing; return what was done with each, in bundle order.
+
+    The same checks and the same writer as the command line: OUTPUT is made
+    if missing; nothing under it changes unless every block is well formed,
+    every name valid and every target writable; any exception (a bad bundle,
+    a full disk, KeyboardInterrupt) leaves OUTPUT as it was. FORCE replaces
+    files with other content (else a ConflictError); DRY_RUN checks all and
+    writes nothing; PORTABLE adds the Windows name rules; SYNC flushes each
+    file and folder to disk. Installs no signal handler and prints nothing:
+    warnings go to ON_WARNING, if given.
+    """
+    folder = os.fspath(output)
+
+    def job(inp: _Input, sink: _Sink) -> list[FileResult]:
+        writer = Writer(folder, force=force, dry_run=dry_run, sync=sync)
+        entries = _extract(inp, writer, portable or os.name == "nt", sink)
+        return [FileResult(entry.name, entry.status, entry.line) for entry in entries]
+
+    return _api_call(bundle, on_warning, job)
+
+
+def read(
+    bundle: Bundle, *, portable: bool = False, on_warning: Callable[[SplitWarning], None] | None = None
+) -> list[tuple[str, bytes]]:
+    """Return the files of BUNDLE as (name, body) pairs, in bundle order, after every check; nothing is written.
+
+    For programs that apply files through a layer of their own: each name has
+    passed the same rules as for extract() (relative, no '..', no control
+    characters, no collisions), so it is safe to join to a folder.
+    """
+
+    def job(inp: _Input, sink: _Sink) -> list[tuple[str, bytes]]:
+        collector = _collect(inp, portable or os.name == "nt", sink, None)
+        try:
+            return [(name, collector.body(name)) for name in collector.names]
+        finally:
+            collector.close()
+
+    return _api_call(bundle, on_warning, job)
+
+
+def list_names(
+    bundle: Bundle, *, portable: bool = False, on_warning: Callable[[SplitWarning], None] | None = None
+) -> list[str]:
+    """Return the names of BUNDLE's files, in bundle order, after every check of the bundle and its names."""
+
+    def job(inp: _Input, sink: _Sink) -> list[str]:
+        collector = _collect(inp, portable or os.name == "nt", sink)
+        collector.close()
+        return collector.names
+
+    return _api_call(bundle, on_warning, job)
+
+
+def diff(
+    bundle: Bundle,
+    output: str | os.PathLike[str] = ".",
+    *,
+    portable: bool = False,
+    on_warning: Callable[[SplitWarning], None] | None = None,
+) -> list[FileDiff]:
+    """Return a unified diff for every file BUNDLE would create or change under OUTPUT; nothing is written.
+
+    Files that would stay the same are left out, so an empty list means
+    extract() would change nothing.
+    """
+    folder = os.fspath(output)
+
+    def job(inp: _Input, sink: _Sink) -> list[FileDiff]:
+        found = _diffs(inp, folder, portable or os.name == "nt", sink)
+        return [FileDiff(entry.name, entry.status, entry.line, text) for entry, text in found]
+
+    return _api_call(bundle, on_warning, job)
+
+
+if TYPE_CHECKING:
+    import argparse
+
+    _Consumer = Union[Writer, _Collector]
+
+
+# ---------------------------------------------------------------------------
+# Command line: arguments in, API calls, results and diagnostics out
+# ---------------------------------------------------------------------------
+
+
+class _Reporter(_Sink):
+    """Writes diagnostics and the progress line to stderr.
+
+    Diagnostics read `splitfile: KIND: SOURCE:LINE: message`. The progress
+    line appears only on a terminal, after about a second, and is erased
+    before any diagnostic and at the end. A stderr that is closed or full
+    loses the message but never fails the run.
+    """
+
+    def __init__(self, source: str, quiet: bool, total: int | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.quiet = quiet
+        self.total = total  # bundle size, when known
+        self.read = 0  # bytes read so far
+        self._shown = 0  # length of the progress line on screen
+        self._next = 0.0  # when the progress line may next be drawn
+        self._progress = not quiet and _is_terminal(sys.stderr)
+        if self._progress:
+            import time
+
+            self._clock = time.monotonic
+            self._next = self._clock() + 1.0
+
+    def say(self, kind: str, text: str) -> None:
+        """Write `splitfile: KIND: TEXT` (unless a warning under -q)."""
+        if kind == "warning" and self.quiet:
+            return
+        self.clear()
+        _write_stderr(f"splitfile: {kind}: {text}\n")
+
+    def error(self, exc: SplitError) -> None:
+        """Report EXC, and each error it holds."""
+        for each in exc.errors:
+            self.say("error", each.render("" if isinstance(each, UsageError) else self.source))
+
+    def warning(self, message: str, line: int | None = None) -> None:
+        """Report a warning unless -q was given."""
+        self.say("warning", SplitWarning(message, line).render(self.source))
+
+    def problem(self, message: str) -> None:
+        """Report what a rollback could not undo, as an error."""
+        self.error(DiskError(message))
+
+    def advance(self, size: int) -> None:
+        """Count SIZE more bytes read; redraw the progress line a few times a second."""
+        self.read += size
+        if self._progress and self._clock() >= self._next:
+            self._next = self._clock() + 0.25
+            of = f" of {_size(self.total)}" if self.total else ""
+            text = f"splitfile: {_size(self.read)}{of} read, {self.staged} files staged"
+            _write_stderr("\r" + text.ljust(self._shown))
+            self._shown = len(text)
+
+    def clear(self) -> None:
+        """Erase the progress line, if one is shown."""
+        if self._shown:
+            _write_stderr("\r" + " " * self._shown + "\r")
+            self._shown = 0
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _size(count: int | None) -> str:
+    """Return COUNT bytes in the largest unit that keeps it at least 1."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write DATA to stdout as bytes, whatever stdout is; raise _OutputLost if it cannot take them."""
+    stream = sys.stdout
+    try:
+        if stream is None:
+            raise OSError(errno.EBADF, "it is closed")
+        stream.flush()
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            stream.write(data.decode("utf-8", "surrogateescape"))
+            stream.flush()
+    except (OSError, ValueError) as exc:  # ValueError: a closed file object
+        _silence(stream)
+        raise _OutputLost(exc) from None
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    """Print LINES to stdout as UTF-8, one a line."""
+    _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+
+
+def _write_stderr(text: str) -> None:
+    """Write TEXT to stderr if it can take it: a diagnostic never fails a run."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        _silence(stream)
+
+
+def _silence(stream: object) -> None:
+    """Point STREAM's descriptor at the null device, so that the interpreter's final flush cannot fail the exit."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _OutputLost(Exception):
+    """Standard output could not take what was printed: closed, full, or its reader gone."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(_reason(exc))
+        self.reason = _reason(exc)
+        self.broken_pipe = isinstance(exc, BrokenPipeError)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -2099,136 +2612,66 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_bundle(args: argparse.Namespace) -> tuple[str, IO[bytes], int | None]:
-    """Return the bundle's name for messages, a binary stream, and its size if it is a file."""
-    if args.bundle in (None, "-"):
-        stdin = sys.stdin
-        if stdin is None:
-            raise UsageError("no bundle given and no standard input; name a bundle file")
-        if args.bundle is None and _is_terminal(stdin):
-            raise UsageError(
-                "no bundle given and standard input is a terminal;"
-                " name a bundle file, or pipe one in (see --help)"
-            )
-        stream: IO[bytes] = stdin.buffer
-        return "<stdin>", stream, None
-    try:
-        stream = open(args.bundle, "rb", buffering=0)
-    except OSError as exc:
-        raise DiskError(f"cannot read the bundle: {_reason(exc)}") from None
-    try:
-        st = os.fstat(stream.fileno())
-    except OSError:
-        return args.bundle, stream, None
-    except BaseException:
-        stream.close()
-        raise
-    return args.bundle, stream, st.st_size if stat.S_ISREG(st.st_mode) else None
+def _cli_input(args: argparse.Namespace, reporter: _Reporter) -> _Input:
+    """Return the bundle the command line names: a file, or stdin without BUNDLE or with '-'."""
+    if args.bundle not in (None, "-"):
+        inp = _file_input(args.bundle, reporter)
+        reporter.total = inp.size
+        return inp
+    stdin = sys.stdin
+    if stdin is None:
+        raise UsageError("no bundle given and no standard input; name a bundle file")
+    if args.bundle is None and _is_terminal(stdin):
+        raise UsageError(
+            "no bundle given and standard input is a terminal; name a bundle file, or pipe one in (see --help)"
+        )
+    return _Input("<stdin>", _read_chunks(stdin.buffer, reporter.advance))
 
 
-def _rereader(path: str) -> Reread:
-    """Return a function that reads the bundle file at PATH again, from one offset to another."""
-
-    def reread(start: int, end: int) -> Iterator[bytes]:
-        try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                while start < end:
-                    data = f.read(min(CHUNK_SIZE, end - start))
-                    if not data:
-                        return
-                    start += len(data)
-                    yield data
-        except OSError:  # only line numbers for messages depend on it
-            return
-
-    return reread
-
-
-def _split(args: argparse.Namespace, reporter: _Reporter, stream: IO[bytes], guard: SignalGuard) -> int:
-    """Run the chosen mode over the bundle; return the exit status."""
-    windows = args.portable or os.name == "nt"
-    # A bundle file can be read again, so lines need counting only for messages.
-    reread = _rereader(args.bundle) if reporter.total is not None else None
-    events = parse(_read_chunks(stream, reporter), reread)
-    if args.list or args.print_names or args.diff:
-        return _inspect(args, reporter, events, windows)
+def _cli_extract(args: argparse.Namespace, inp: _Input, windows: bool, reporter: _Reporter, guard: SignalGuard) -> int:
+    """Split the bundle into -o DIR (or only check it, with -n); print the status lines asked for."""
     writer = Writer(args.output, force=args.force, dry_run=args.dry_run, sync=args.sync, guard=guard)
-    checked = False
+    checked: list[bool] = []
     try:
-        _walk(events, windows, reporter, writer)
-        checked = True
-        leftovers = writer.commit()
-    except BaseException as exc:
-        for problem in writer.rollback():
-            reporter.error(DiskError(problem))
-        if isinstance(exc, SplitError) and checked and args.dry_run:
+        entries = _extract(inp, writer, windows, reporter, lambda: checked.append(True))
+    except SplitError:
+        if args.dry_run and checked:  # the plan, then why the real run would fail
             reporter.clear()
-            _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+            _print_lines(f"{entry.status} {entry.name}" for entry in writer.entries)
         raise
-    finally:
-        writer.close()
     reporter.clear()
-    for problem in leftovers:
-        reporter.warning(problem)
     if args.verbose or args.dry_run:
-        _print_lines(f"{e.status} {e.name}" for e in writer.entries)
+        try:
+            _print_lines(f"{entry.status} {entry.name}" for entry in entries)
+        except _OutputLost as exc:
+            if args.dry_run:
+                raise
+            # The files are in place: exit 1 would claim nothing was written.
+            reporter.say("warning", f"every file is in place, but the status lines could not be printed: {exc.reason}")
     return EXIT_OK
 
 
-def _inspect(args: argparse.Namespace, reporter: _Reporter, events: Iterable[Event], windows: bool) -> int:
+def _cli_inspect(args: argparse.Namespace, inp: _Input, windows: bool, reporter: _Reporter) -> int:
     """Run -l, -p or --diff: read the whole bundle, check it, print; write no file."""
-    writer = Writer(args.output, force=True, dry_run=True) if args.diff else None
-    collector = _Collector(args.print_names or (), writer)
+    if args.diff:
+        for _entry, text in _diffs(inp, args.output, windows, reporter):
+            reporter.clear()
+            _write_stdout(text)
+        return EXIT_OK
+    collector = _collect(inp, windows, reporter, args.print_names or ())
     try:
-        _walk(events, windows, reporter, collector)
-        if writer and writer.errors:
-            raise ErrorList(writer.errors)
         reporter.clear()
         if args.list:
             _print_lines(collector.names)
-        elif args.print_names:
-            missing = [name for name in args.print_names if name not in collector.bodies]
-            if missing:
-                raise ErrorList([SplitError(f"the bundle has no block named {quote(name)}") for name in missing])
-            for name in args.print_names:
-                _write_stdout(collector.body(name))
-        elif writer:
-            for entry in writer.entries:
-                if entry.status != "same":
-                    try:
-                        old = writer.read_target(entry)
-                    except OSError as exc:
-                        raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
-                    _write_stdout(_diff(entry, old, collector.body(entry.name)))
+            return EXIT_OK
+        missing = [name for name in args.print_names if name not in collector.bodies]
+        if missing:
+            raise _combined([SplitError(f"the bundle has no block named {quote(name)}", None, name) for name in missing])
+        for name in args.print_names:
+            _write_stdout(collector.body(name))
     finally:
         collector.close()
     return EXIT_OK
-
-
-def _diff(entry: Entry, old: bytes, new: bytes) -> bytes:
-    """Return a unified diff from OLD to NEW for ENTRY (a new file's OLD is /dev/null)."""
-    import difflib
-
-    name = entry.name
-    before = "/dev/null" if entry.status == "new" else f"a/{name}"
-    try:
-        old_lines = _diff_lines(old.decode("utf-8"))
-        new_lines = _diff_lines(new.decode("utf-8"))
-    except UnicodeDecodeError:
-        return f"Binary files {before} and b/{name} differ\n".encode("utf-8", "surrogateescape")
-    lines = difflib.unified_diff(old_lines, new_lines, before, f"b/{name}")
-    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-    if not text:  # a file of the same text under a link, say: still show that it changes
-        text = f"--- {before}\n+++ b/{name}\n"
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _diff_lines(text: str) -> list[str]:
-    """Split TEXT after each LF only (str.splitlines also splits at CR, form feeds and more)."""
-    lines = text.split("\n")
-    last = lines.pop()
-    return [line + "\n" for line in lines] + ([last] if last else [])
 
 
 def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
@@ -2260,12 +2703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted(exc: BaseException) -> int:
-    """Say that the run was interrupted, if stderr can take it; return the exit status for the signal."""
-    try:
-        sys.stderr.write("splitfile: error: interrupted; nothing was written\n")
-        sys.stderr.flush()
-    except (OSError, AttributeError, ValueError):  # stderr closed or full: the status still says it
-        pass
+    """Say that the run was interrupted (if stderr can take it); return the exit status for the signal."""
+    _write_stderr("splitfile: error: interrupted; nothing was written\n")
     return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
 
 
@@ -2276,44 +2715,43 @@ def _main(argv: Sequence[str] | None, guard: SignalGuard) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.pack and args.bundle is not None:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write("splitfile: error: --pack takes paths to bundle, not a BUNDLE to split\n")
-        return EXIT_USAGE
     source = "" if args.pack else "<stdin>" if args.bundle in (None, "-") else args.bundle
     reporter = _Reporter(source, args.quiet)
-    stream = None
+    windows = args.portable or os.name == "nt"
+    inp: _Input | None = None
     try:
         try:
+            if args.pack and args.bundle is not None:
+                raise UsageError("--pack takes paths to bundle, not a BUNDLE to split", show_usage=True)
             if args.pack:
                 return _pack(args, reporter)
-            source, stream, reporter.total = _open_bundle(args)
-            return _split(args, reporter, stream, guard)
+            inp = _cli_input(args, reporter)
+            if args.list or args.print_names or args.diff:
+                return _cli_inspect(args, inp, windows, reporter)
+            return _cli_extract(args, inp, windows, reporter, guard)
         except SplitError as exc:
             guard.settle()  # the outcome is decided: a signal now changes nothing
             reporter.clear()
-            if isinstance(exc, UsageError):
-                sys.stderr.write(f"splitfile: error: {exc.message}\n")
-            else:
-                reporter.error(exc)
+            if isinstance(exc, UsageError) and exc.show_usage:
+                _write_stderr(parser.format_usage())
+            reporter.error(exc)
             return exc.exit_status
         except (Interrupted, KeyboardInterrupt) as exc:
             guard.settle()
             reporter.clear()
             return _interrupted(exc)
-        except BrokenPipeError:
+        except _OutputLost as exc:
             guard.settle()
-            # The reader of stdout went away; say nothing more there.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            if not exc.broken_pipe:  # a reader that went away wants nothing more, not even a message
+                reporter.say("error", f"cannot write to standard output: {exc.reason}")
             return EXIT_FAILURE
         except OSError as exc:  # a failing disk that no layer above named: still no traceback
             guard.settle()
             reporter.error(DiskError(_reason(exc)))
             return EXIT_FAILURE
     finally:
-        if stream is not None and stream is not getattr(sys.stdin, "buffer", None):
-            stream.close()
+        if inp is not None:
+            inp.close()
 
 
 if __name__ == "__main__":
