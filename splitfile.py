@@ -852,6 +852,7 @@ class SignalGuard:
             signal.signal(signum, handler if self._restore else signal.SIG_IGN)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, frame: object) -> None:
+        """Note SIGNUM; raise Interrupted unless held or settled (the first one only)."""
         if self.pending is None:
             self.pending = signum
         if self._depth or self._settled or self.finished:
@@ -1055,6 +1056,7 @@ class _Tree:
         return handle
 
     def _touch(self, node: int) -> Handle:
+        """Return NODE's open handle, now the most recently used."""
         handle = self._open.pop(node)
         self._open[node] = handle
         return handle
@@ -1069,6 +1071,11 @@ class _Tree:
         create: bool,
         journal: _Journal | None,
     ) -> Handle | None:
+        """Open (or make, when CREATE) the folder PARTS[:DEPTH + 1] in PARENT; return its handle.
+
+        KNOWN is its node if it was seen before: then it must be the same
+        folder. Returns None when it is missing and is not to be made.
+        """
         name = parts[depth]
         try:
             handle = self._enter(parent, name)
@@ -1111,6 +1118,7 @@ class _Tree:
         return handle
 
     def _new_node(self, parent: int, name: str) -> int:
+        """Return a new node for the folder NAME in PARENT, not yet opened."""
         node = len(self._parent)
         self._parent.append(parent)
         self._name.append(name)
@@ -1119,6 +1127,7 @@ class _Tree:
         return node
 
     def _enter(self, parent: Handle, name: str) -> Handle:
+        """Return a handle on the folder NAME in PARENT; raise if it is not a real directory."""
         if isinstance(parent, int):
             return os.open(name, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=parent)
         path = os.path.join(parent, name)
@@ -1129,6 +1138,7 @@ class _Tree:
         return path
 
     def _not_a_folder(self, shown: str, parent: Handle, name: str) -> str:
+        """Return the message for a path part SHOWN that is not a real directory."""
         try:
             what = _describe(self.lstat(parent, name).st_mode)
         except OSError:
@@ -1232,6 +1242,7 @@ class _Journal:
         return problems
 
     def _undo(self, kind: int, subject: object) -> None:
+        """Undo one step: the inverse of KIND on SUBJECT (see the kinds above)."""
         tree = self._tree
         if kind == _ROOT:
             assert isinstance(subject, str)
@@ -1259,6 +1270,7 @@ class _Journal:
             tree.rename(folder, self.backup_name(subject), subject.leaf, replace=True)
 
     def _failed(self, kind: int, subject: object, exc: BaseException) -> str:
+        """Return what to tell the user when undoing KIND on SUBJECT failed with EXC."""
         if kind == _ROOT:
             return f"could not remove folder {quote(str(subject))}: {_reason(exc)}"
         if kind == _FOLDER:
@@ -1582,6 +1594,7 @@ class Writer:
             raise DiskError.cannot("write", entry.name, exc, entry.line) from None
 
     def _compare(self, entry: Entry, data: Buffer | memoryview) -> None:
+        """Compare DATA with the next bytes of ENTRY's target; stop comparing at the first difference."""
         fd = entry.compare_fd
         assert fd is not None
         old = b""
