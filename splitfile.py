@@ -1408,20 +1408,13 @@ def _root_prefixes(root: str) -> list[str]:
     target, as every call made with these paths will find it.
     """
     path = root if os.path.isabs(root) else os.path.join(os.getcwd(), root)
-    drive, rest = os.path.splitdrive(path)
-    seps = "/" + os.sep + (os.altsep or "")
     prefixes = []
-    pos, size = 0, len(rest)
-    while pos < size:
-        while pos < size and rest[pos] in seps:
-            pos += 1
-        end = pos
-        while end < size and rest[end] not in seps:
-            end += 1
-        if end > pos:
-            prefixes.append(drive + rest[:end])
-        pos = end
-    prefixes.reverse()
+    head, tail = os.path.split(path)  # split, unlike normpath, keeps `..` and links as they are
+    if not tail:  # "out/": the trailing separator
+        head, tail = os.path.split(head)
+    while tail:
+        prefixes.append(os.path.join(head, tail))
+        head, tail = os.path.split(head)
     return prefixes
 
 
