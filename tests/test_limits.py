@@ -101,3 +101,40 @@ class ReopenedFolderTest(TempDirTest):
         self.assertNotIn("Traceback", result.err)
         self.assertEqual(files_of(self.dest), {"d0/theirs": b"theirs\n"})  # theirs: not touched, not removed
         self.assertEqual(leftovers(self.dest), [])
+
+
+class BlockDescriptorTest(TempDirTest):
+    """The temporary file and the existing file compared with it are closed when their block ends."""
+
+    def test_no_file_descriptor_outlives_its_block(self) -> None:
+        import errno
+        import splitfile
+        from unittest import mock
+
+        make_tree(self.dest, {"same": b"same\n", "other": b"old\n", "short": b"a\nb\n"})
+        real_open = os.open
+        opened: list[int] = []
+
+        def recording_open(path, flags, *args, **kwargs):
+            fd = real_open(path, flags, *args, **kwargs)
+            if not flags & getattr(os, "O_DIRECTORY", 0):
+                opened.append(fd)
+            return fd
+
+        writer = splitfile.Writer(self.dest, force=True)
+        self.addCleanup(writer.close)
+        with mock.patch.object(os, "open", recording_open):
+            for name, body in (("same", b"same\n"), ("other", b"new\n"), ("short", b"a\n"), ("new", b"n\n")):
+                with self.subTest(name=name):
+                    opened.clear()
+                    entry = writer.add(name, 1)
+                    assert entry is not None
+                    writer.write(entry, body)
+                    writer.end(entry)
+                    self.assertTrue(opened)
+                    for fd in opened:
+                        with self.assertRaises(OSError) as caught:
+                            os.fstat(fd)
+                        self.assertEqual(caught.exception.errno, errno.EBADF)
+        writer.rollback()
+        self.assertEqual(leftovers(self.dest), [])
