@@ -110,6 +110,8 @@ HAVE_DIR_FD: Final = (
     and hasattr(os, "O_DIRECTORY")
     and hasattr(os, "O_NOFOLLOW")
 )
+# Can os.link be told not to follow a symlink at its source (linkat without AT_SYMLINK_FOLLOW)?
+LINK_NOFOLLOW: Final = os.link in os.supports_follow_symlinks
 O_BINARY: Final = getattr(os, "O_BINARY", 0)  # Windows would translate newlines
 O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
@@ -1267,17 +1269,25 @@ def parse(chunks: Iterable[Buffer], reread: Reread | None = None) -> Iterator[Ev
 
 
 class SignalGuard:
-    """Turn SIGINT, SIGTERM and SIGHUP into Interrupted, except where deferred.
+    """Turn SIGINT, SIGTERM and SIGHUP into one Interrupted, except where held.
 
-    While `deferring` is set (renames being made or undone), a signal is only
-    noted in `pending`; once `finished` is set the run has succeeded and late
-    signals are ignored. Handlers are installed only in the main thread.
+    `hold()` and `release()` nest: while any hold is open (a step being made
+    and recorded, the commit, the rollback) a signal is only noted in
+    `pending`. At most one Interrupted is ever raised, and none once the
+    outcome is settled (`settle()`: failing, or `succeed()`: every file in
+    place), so neither rollback nor the report of the outcome can be cut
+    short. A signal the parent set to be ignored (nohup, background jobs)
+    stays ignored. Handlers are installed only in the main thread. With
+    `restore` false (the script itself) the signals are left ignored on exit,
+    so that none can kill the process once its outcome is decided.
     """
 
-    def __init__(self) -> None:
-        self.deferring = False
+    def __init__(self, restore: bool = True) -> None:
         self.finished = False
         self.pending: int | None = None
+        self._depth = 0
+        self._settled = False
+        self._restore = restore
         self._saved: dict[int, object] = {}
 
     def __enter__(self) -> SignalGuard:
@@ -1288,7 +1298,8 @@ class SignalGuard:
             for name in ("SIGINT", "SIGTERM", "SIGHUP"):
                 if hasattr(signal, name):
                     signum = getattr(signal, name)
-                    self._saved[signum] = signal.signal(signum, self._handle)
+                    if signal.getsignal(signum) != signal.SIG_IGN:  # ignored by the parent: stays so
+                        self._saved[signum] = signal.signal(signum, self._handle)
             if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an error (EFBIG)
                 self._saved[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         return self
@@ -1296,30 +1307,72 @@ class SignalGuard:
     def __exit__(self, *exc: object) -> None:
         import signal
 
+        self.settle()
         for signum, handler in self._saved.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            # The default action would kill a process whose outcome is decided.
+            signal.signal(signum, handler if self._restore else signal.SIG_IGN)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.finished:
-            return
-        if self.deferring:
+        """Note SIGNUM; raise Interrupted unless held or settled (the first one only)."""
+        if self.pending is None:
             self.pending = signum
+        if self._depth or self._settled or self.finished:
             return
+        self._settled = True  # the run is failing now: the rollback must not be cut short
         raise Interrupted(signum)
 
     def check(self) -> None:
-        """Raise Interrupted for a signal that arrived while deferred."""
-        if self.pending is not None and not self.finished:
+        """Raise Interrupted for a signal that arrived while held, unless the outcome is settled."""
+        if self.pending is not None and not (self._settled or self.finished):
+            self._settled = True
             raise Interrupted(self.pending)
 
     def hold(self) -> None:
-        """Defer signals: a step and its record must not be split by one."""
-        self.deferring = True
+        """Defer signals (nests): a step and its record must not be split by one."""
+        self._depth += 1
 
     def release(self) -> None:
-        """Stop deferring; raise Interrupted if a signal came meanwhile."""
-        self.deferring = False
-        self.check()
+        """End one hold; after the last, raise Interrupted if a signal came meanwhile."""
+        self._depth -= 1
+        if not self._depth:
+            self.check()
+
+    def settle(self) -> None:
+        """The outcome is decided (a failure being undone or reported): signals only wait from now on."""
+        self._settled = True
+
+    def succeed(self) -> None:
+        """Every file is in place: a signal can no longer turn this into failure. Call it held."""
+        self.finished = True
+
+
+# The kinds of step in the undo journal, and what undoing each one does.
+_ROOT = 0  # a folder made for -o, named by its path: remove it
+_FOLDER = 1  # a folder made below DIR, by its node in _Tree: remove it
+_TEMP = 2  # an Entry's temporary file made: remove it
+_KEPT = 3  # an Entry's old file given a second name (its backup): remove that name
+_ASIDE = 4  # an Entry's old file moved to its backup name: move it back
+_NAMED = 5  # an Entry's new file given its real name: remove that name
+_REPLACED = 6  # an Entry's new file put over the old one: put the backup back over it
+# Steps whose undo is harmless if the step never happened (see _Journal.do).
+_RECORDED_FIRST: Final = frozenset({_TEMP, _KEPT, _ASIDE, _REPLACED})
+# Folder descriptors kept open at once: a share of the descriptor limit,
+# within these bounds; others are reopened when needed.
+_OPEN_FOLDERS: Final = (8, 256)
+
+
+def _folder_budget() -> int:
+    """Return how many folder descriptors a run keeps open: a quarter of the limit, within _OPEN_FOLDERS."""
+    low, high = _OPEN_FOLDERS
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # Windows has no such limit on folders
+        return high
+    if soft == resource.RLIM_INFINITY:
+        return high
+    return max(low, min(high, soft // 4))
 
 
 class _Tree:
@@ -1328,30 +1381,41 @@ class _Tree:
     With dir_fd (POSIX) a folder is an open descriptor, and each folder is
     opened relative to its parent with O_NOFOLLOW, so a symlink swapped in
     during the run is not followed either. Without it (Windows) a folder is a
-    path and every step is checked with lstat first.
+    path and every step is checked with lstat first. Each folder seen is a
+    node (its parent node, its name, its device and inode); only a few are
+    kept open, and one reopened must be the same folder as before.
     """
 
-    def __init__(self, root: str, use_dir_fd: bool, guard: SignalGuard) -> None:
+    def __init__(self, root: str, use_dir_fd: bool) -> None:
         self.use_dir_fd = use_dir_fd
-        self.guard = guard
         self.root = root
-        self._folders: dict[tuple[str, ...], Handle] = {}
-        self.created: list[tuple[str, ...]] = []  # folders this run made, in order
-        self.new_folders: set[tuple[str, ...]] = set()  # made by this run: nothing was in them
+        self.root_is_new = False  # made by this run: nothing was in it
+        self._root: Handle | None = None
+        self._nodes: dict[tuple[int, str], int] = {}  # (parent node, name) -> node; DIR is node 0
+        self._parent: list[int] = [0]
+        self._name: list[str] = [""]
+        self._identity: list[int | None] = [None]  # device and inode, once opened
+        self._made: set[int] = set()  # nodes this run made: nothing was in them
+        self._open: dict[int, Handle] = {}  # node -> handle, least recently used first
+        self._budget = _folder_budget() if use_dir_fd else _OPEN_FOLDERS[1]
 
     def open_root(self) -> None:
         """Open DIR itself; DIR may be a symlink, since the user named it."""
         if self.use_dir_fd:
-            self._folders[()] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+            self._root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
         else:
-            self._folders[()] = self.root
+            if not os.path.isdir(self.root):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.root)
+            self._root = self.root
 
     def close(self) -> None:
-        """Close every folder descriptor."""
-        for handle in self._folders.values():
+        """Close every folder descriptor (a later call reopens DIR's folders, never DIR)."""
+        handles = list(self._open.values()) + [self._root]
+        self._open.clear()
+        self._root = None
+        for handle in handles:
             if isinstance(handle, int):
                 _close_quietly(handle)
-        self._folders.clear()
 
     @staticmethod
     def _at(folder: Handle, name: str) -> tuple[str, int | None]:
@@ -1371,9 +1435,12 @@ class _Tree:
         return os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC, mode, dir_fd=fd)
 
     def link(self, folder: Handle, src: str, dst: str) -> None:
-        """Make DST a second name of SRC's file; fails if DST exists."""
+        """Make DST a second name of SRC's file, even if SRC is a symlink; fails if DST exists."""
         (a, fd), (b, _) = self._at(folder, src), self._at(folder, dst)
-        os.link(a, b, src_dir_fd=fd, dst_dir_fd=fd)
+        if LINK_NOFOLLOW:
+            os.link(a, b, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+        else:  # Windows: CreateHardLink does not follow a link either
+            os.link(a, b)
 
     def rename(self, folder: Handle, src: str, dst: str, replace: bool) -> None:
         """Rename SRC to DST in FOLDER, atomically replacing DST when REPLACE."""
@@ -1389,11 +1456,6 @@ class _Tree:
         """Make the folder NAME in FOLDER (mode 0o777 less the umask)."""
         path, fd = self._at(folder, name)
         os.mkdir(path, 0o777, dir_fd=fd)
-
-    def rmdir(self, folder: Handle, name: str) -> None:
-        """Remove the empty folder NAME from FOLDER."""
-        path, fd = self._at(folder, name)
-        os.rmdir(path, dir_fd=fd)
 
     def chmod(self, fd: int, folder: Handle, name: str, mode: int) -> None:
         """Set the permission bits of the open file FD, also known as NAME."""
@@ -1415,52 +1477,118 @@ class _Tree:
 
     def is_new(self, parts: tuple[str, ...]) -> bool:
         """Tell whether this run created the folder PARTS (so it held nothing before)."""
-        return parts in self.new_folders
+        if not parts:
+            return self.root_is_new
+        node = 0
+        for part in parts:
+            found = self._nodes.get((node, part))
+            if found is None:
+                return False
+            node = found
+        return node in self._made
 
-    def folder(self, parts: tuple[str, ...], create: bool) -> Handle | None:
-        """Return a handle on DIR/PARTS, making missing folders when CREATE.
+    def folder(self, parts: tuple[str, ...], create: bool, journal: _Journal | None = None) -> Handle | None:
+        """Return a handle on DIR/PARTS, making missing folders when CREATE (recorded in JOURNAL).
 
         Returns None when a folder is missing and CREATE is false. Raises
-        TargetError when a part exists but is not a real directory.
+        TargetError when a part exists but is not a real directory, or is not
+        the folder seen there before.
         """
-        if () not in self._folders:  # DIR itself was never opened
+        if self._root is None:  # DIR itself was never opened
             return None
-        depth = len(parts)
-        while parts[:depth] not in self._folders:
+        chain = [0]
+        for part in parts:
+            found = self._nodes.get((chain[-1], part))
+            if found is None:
+                break
+            chain.append(found)
+        depth = len(chain) - 1
+        while depth and chain[depth] not in self._open:
             depth -= 1
-        handle = self._folders[parts[:depth]]
-        for depth in range(depth + 1, len(parts) + 1):
-            child = self._open_folder(handle, parts[:depth], create)
+        handle = self._touch(chain[depth]) if depth else self._root
+        for level in range(depth, len(parts)):  # open the rest, each relative to its parent
+            known = chain[level + 1] if level + 1 < len(chain) else None
+            child = self._open_folder(handle, chain[level], parts, level, known, create, journal)
             if child is None:
                 return None
-            handle = self._folders[parts[:depth]] = child
+            handle = child
+            if known is None:
+                chain.append(self._nodes[(chain[level], parts[level])])
+        return handle
+
+    def _touch(self, node: int) -> Handle:
+        """Return NODE's open handle, now the most recently used."""
+        handle = self._open.pop(node)
+        self._open[node] = handle
         return handle
 
     def _open_folder(
-        self, parent: Handle, parts: tuple[str, ...], create: bool
+        self,
+        parent: Handle,
+        parent_node: int,
+        parts: tuple[str, ...],
+        depth: int,
+        known: int | None,
+        create: bool,
+        journal: _Journal | None,
     ) -> Handle | None:
-        name = parts[-1]
+        """Open (or make, when CREATE) the folder PARTS[:DEPTH + 1] in PARENT; return its handle.
+
+        KNOWN is its node if it was seen before: then it must be the same
+        folder. Returns None when it is missing and is not to be made.
+        """
+        name = parts[depth]
         try:
-            return self._enter(parent, name)
+            handle = self._enter(parent, name)
         except FileNotFoundError:
-            if not create:
+            if known is not None and known not in self._made and self._identity[known] is not None:
+                raise FileNotFoundError(errno.ENOENT, "its folder is gone") from None
+            if not create or journal is None:
                 return None
+            if known is None:
+                known = self._new_node(parent_node, name)
+            try:
+                journal.do(_FOLDER, known, lambda: self.mkdir(parent, name))
+                self._made.add(known)
+            except FileExistsError:  # made by someone else meanwhile: not ours
+                pass
+            return self._open_folder(parent, parent_node, parts, depth, known, False, None)
         except OSError as exc:
             if exc.errno not in (errno.ENOTDIR, errno.ELOOP, getattr(errno, "EMLINK", -1)):
                 raise
-            raise TargetError(self._not_a_folder("/".join(parts), parent, name)) from None
-        self.guard.hold()  # a folder made must be recorded, to be removed on rollback
+            raise TargetError(self._not_a_folder("/".join(parts[: depth + 1]), parent, name)) from None
         try:
-            self.mkdir(parent, name)
-            self.created.append(parts)
-            self.new_folders.add(parts)
-        except FileExistsError:  # made by someone else meanwhile: not ours
-            pass
-        finally:
-            self.guard.release()
-        return self._open_folder(parent, parts, False)
+            st = os.fstat(handle) if isinstance(handle, int) else os.lstat(handle)
+            identity = (st.st_dev << 64) | st.st_ino
+            if known is None:
+                known = self._new_node(parent_node, name)
+            if self._identity[known] is None:
+                self._identity[known] = identity
+            elif self._identity[known] != identity:
+                raise TargetError(f"{quote('/'.join(parts[: depth + 1]))} was replaced by another folder during the run")
+        except BaseException:
+            if isinstance(handle, int):
+                _close_quietly(handle)
+            raise
+        self._open[known] = handle
+        if len(self._open) > self._budget:  # close the least recently used
+            oldest = next(iter(self._open))
+            dropped = self._open.pop(oldest)
+            if isinstance(dropped, int):
+                os.close(dropped)
+        return handle
+
+    def _new_node(self, parent: int, name: str) -> int:
+        """Return a new node for the folder NAME in PARENT, not yet opened."""
+        node = len(self._parent)
+        self._parent.append(parent)
+        self._name.append(name)
+        self._identity.append(None)
+        self._nodes[(parent, name)] = node
+        return node
 
     def _enter(self, parent: Handle, name: str) -> Handle:
+        """Return a handle on the folder NAME in PARENT; raise if it is not a real directory."""
         if isinstance(parent, int):
             return os.open(name, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=parent)
         path = os.path.join(parent, name)
@@ -1471,26 +1599,173 @@ class _Tree:
         return path
 
     def _not_a_folder(self, shown: str, parent: Handle, name: str) -> str:
+        """Return the message for a path part SHOWN that is not a real directory."""
         try:
             what = _describe(self.lstat(parent, name).st_mode)
         except OSError:
             what = "not a real directory"
         return f"{quote(shown)} is {what}, not a real directory"
 
-    def remove_created(self, problems: list[str]) -> None:
-        """Remove, deepest first, every folder this run made."""
-        for parts in reversed(self.created):
-            handle = self._folders.pop(parts, None)
-            if isinstance(handle, int):
-                _close_quietly(handle)
+    def parts_of(self, node: int) -> tuple[str, ...]:
+        """Return the path of NODE below DIR, as parts."""
+        parts: list[str] = []
+        while node:
+            parts.append(self._name[node])
+            node = self._parent[node]
+        return tuple(reversed(parts))
+
+    def remove_folder(self, node: int) -> None:
+        """Remove the empty folder NODE, which this run made (and not one put in its place)."""
+        if self.folder(self.parts_of(node), False) is None:  # raises if it is another folder now
+            raise FileNotFoundError(errno.ENOENT, "it is gone")
+        handle = self._open.pop(node, None)
+        if isinstance(handle, int):
+            _close_quietly(handle)
+        parent = self.folder(self.parts_of(self._parent[node]), False)
+        if parent is None:
+            raise FileNotFoundError(errno.ENOENT, "its folder is gone")
+        path, fd = self._at(parent, self._name[node])
+        os.rmdir(path, dir_fd=fd)
+        self._made.discard(node)
+
+
+class _Journal:
+    """Every filesystem step one run took, in order, so that all can be undone.
+
+    `do(kind, subject, act)` makes a step and records it with signals held,
+    so that no signal falls between the two. `rollback()` undoes the steps in
+    reverse; `finish()`, after success, drops the second names of replaced
+    files. A record is one byte of kind and a subject: a path (_ROOT), a
+    folder's node (_FOLDER), or an Entry. A step whose name a later step took
+    away (a temporary file renamed into place) finds nothing left to undo.
+    """
+
+    __slots__ = ("_tree", "_guard", "_token", "_kinds", "_subjects")
+
+    def __init__(self, tree: _Tree, guard: SignalGuard) -> None:
+        self._tree = tree
+        self._guard = guard
+        self._token = os.urandom(6).hex()
+        self._kinds = bytearray()
+        self._subjects: list[object] = []
+
+    def temp_name(self, entry: Entry) -> str:
+        """Return the name of ENTRY's temporary file."""
+        return f"{TEMP_PREFIX}{self._token}-{entry.serial}"
+
+    def backup_name(self, entry: Entry) -> str:
+        """Return the second name of the file ENTRY replaces."""
+        return f"{TEMP_PREFIX}{self._token}-{entry.serial}.old"
+
+    def do(self, kind: int, subject: object, act: Callable[[], object]) -> None:
+        """Make a step with ACT and record it as KIND on SUBJECT; no signal can split the two.
+
+        Steps that name only this run's own `.splitfile-` entries are recorded
+        first, since undoing one that never happened finds nothing: so even a
+        KeyboardInterrupt where no handler holds it (a library caller) cannot
+        fall between the step and its record.
+        """
+        guard = self._guard
+        guard.hold()
+        try:
+            if kind in _RECORDED_FIRST:
+                self._kinds.append(kind)
+                self._subjects.append(subject)
+                try:
+                    act()
+                except BaseException:
+                    self._kinds.pop()
+                    self._subjects.pop()
+                    raise
+            else:
+                act()
+                self._kinds.append(kind)
+                self._subjects.append(subject)
+        finally:
+            guard.release()
+
+    def made_folders(self) -> list[int]:
+        """Return the nodes of the folders this run made below DIR, in order."""
+        return [node for kind, node in zip(self._kinds, self._subjects) if kind == _FOLDER]  # type: ignore[misc]
+
+    def rollback(self) -> list[str]:
+        """Undo every step, last first, going on past failures; return what could not be undone."""
+        problems: list[str] = []
+        kinds, subjects = self._kinds, self._subjects
+        while kinds:
+            kind, subject = kinds.pop(), subjects.pop()
             try:
-                parent = self.folder(parts[:-1], False)
-                if parent is None:
-                    raise FileNotFoundError(errno.ENOENT, "missing")
-                self.rmdir(parent, parts[-1])
+                self._undo(kind, subject)
+            except FileNotFoundError:
+                pass
             except CLEANUP_ERRORS as exc:
-                problems.append(f"could not remove folder {quote('/'.join(parts))}: {_reason(exc)}")
-        self.created.clear()
+                problems.append(self._failed(kind, subject, exc))
+        return problems
+
+    def _undo(self, kind: int, subject: object) -> None:
+        """Undo one step: the inverse of KIND on SUBJECT (see the kinds above)."""
+        tree = self._tree
+        if kind == _ROOT:
+            assert isinstance(subject, str)
+            tree.close()  # DIR cannot be removed while it is open, on Windows
+            os.rmdir(subject)
+            return
+        if kind == _FOLDER:
+            assert isinstance(subject, int)
+            tree.remove_folder(subject)
+            return
+        assert isinstance(subject, Entry)
+        folder = tree.folder(subject.folder_parts, False)
+        if folder is None:
+            return
+        if kind == _TEMP:
+            if subject.serial is not None:  # else dropped already: its body was the same
+                tree.unlink(folder, self.temp_name(subject))
+        elif kind == _KEPT:
+            tree.unlink(folder, self.backup_name(subject))
+        elif kind == _ASIDE:
+            tree.rename(folder, self.backup_name(subject), subject.leaf, replace=False)
+        elif kind == _NAMED:
+            tree.unlink(folder, subject.leaf)
+        elif kind == _REPLACED:
+            tree.rename(folder, self.backup_name(subject), subject.leaf, replace=True)
+
+    def _failed(self, kind: int, subject: object, exc: BaseException) -> str:
+        """Return what to tell the user when undoing KIND on SUBJECT failed with EXC."""
+        if kind == _ROOT:
+            return f"could not remove folder {quote(str(subject))}: {_reason(exc)}"
+        if kind == _FOLDER:
+            assert isinstance(subject, int)
+            return f"could not remove folder {quote('/'.join(self._tree.parts_of(subject)))}: {_reason(exc)}"
+        assert isinstance(subject, Entry)
+        if kind == _TEMP:
+            return f"could not remove {quote(self.temp_name(subject))}: {_reason(exc)}"
+        return f"could not restore {quote(subject.name)}: {_reason(exc)}"
+
+    def finish(self) -> list[str]:
+        """After success, drop the second names of replaced files; return what could not be dropped."""
+        problems: list[str] = []
+        for kind, subject in zip(self._kinds, self._subjects):
+            if kind not in (_KEPT, _ASIDE):
+                continue
+            assert isinstance(subject, Entry)
+            backup = self.backup_name(subject)
+            try:
+                folder = self._tree.folder(subject.folder_parts, False)
+                if folder is not None:
+                    self._tree.unlink(folder, backup)
+            except FileNotFoundError:
+                pass
+            # Even an interrupt: the run has succeeded, only a leftover remains.
+            except CLEANUP_ERRORS as exc:
+                shown = "/".join(subject.folder_parts + (backup,))
+                problems.append(
+                    f"{quote(subject.name)} was replaced, but its old copy {quote(shown)} could not be"
+                    f" removed ({_reason(exc)}); delete it by hand"
+                )
+        self._kinds.clear()
+        self._subjects.clear()
+        return problems
 
 
 def _describe(mode: int) -> str:
@@ -1552,29 +1827,69 @@ def _close_quietly(*fds: int | None) -> None:
 
 
 class Entry:
-    """One block on its way to disk: what is at its target, where it is staged."""
+    """One block on its way to disk: what is at its target, where it is staged.
+
+    Kept small, since a run keeps one per block: the folder and leaf are
+    found from the name when needed, and the journal knows what was done.
+    """
+
+    __slots__ = ("name", "origin", "status", "serial", "fd", "compare_fd", "old_mode", "old_is_link", "differs")
 
     def __init__(self, name: str, origin: Origin) -> None:
         self.name = name
         self.origin = origin  # its FILE line, found only if a message needs it
-        parts = name.split("/")
-        self.folder_parts = tuple(parts[:-1])
-        self.leaf = parts[-1]
         self.status = "new"  # then "same" or "changed" once compared
-        self.old_mode: int | None = None  # permission bits of a replaced file
-        self.old_is_link = False
-        self.temp: str | None = None  # staged temporary file, while it exists
+        self.serial: int | None = None  # names its temporary file, while that exists
         self.fd: int | None = None  # the temporary file, while open
         self.compare_fd: int | None = None  # the existing file, while compared
+        self.old_mode: int | None = None  # permission bits of a replaced file
+        self.old_is_link = False
         self.differs = False
-        self.backup: str | None = None  # the replaced file's second name, while it exists
-        self.backup_moved = False  # was the old file moved to `backup` (not linked)?
-        self.placed = False  # is the new file under its real name?
+
+    @property
+    def folder_parts(self) -> tuple[str, ...]:
+        """The folders of the name, below DIR."""
+        return tuple(self.name.split("/")[:-1])
+
+    @property
+    def leaf(self) -> str:
+        """The last part of the name."""
+        return self.name.rpartition("/")[2]
 
     @property
     def line(self) -> int:
         """The line of the block's FILE marker."""
         return _line_of(self.origin)
+
+
+def _root_prefixes(root: str) -> list[str]:
+    """Return the paths of ROOT and of each folder above it, innermost first, as the kernel reads them.
+
+    Nothing is collapsed as text: `link/..` stays the parent of the link's
+    target, as every call made with these paths will find it.
+    """
+    path = root if os.path.isabs(root) else os.path.join(os.getcwd(), root)
+    prefixes = []
+    head, tail = os.path.split(path)  # split, unlike normpath, keeps `..` and links as they are
+    if not tail:  # "out/": the trailing separator
+        head, tail = os.path.split(head)
+    while tail:
+        prefixes.append(os.path.join(head, tail))
+        head, tail = os.path.split(head)
+    return prefixes
+
+
+def _missing_folders(root: str) -> list[str]:
+    """Return the paths, outermost first, of the folders to make so that ROOT exists."""
+    missing = []
+    for path in _root_prefixes(root):
+        try:
+            os.stat(path)  # following links: the user named this path
+            break
+        except (FileNotFoundError, NotADirectoryError):  # a file on the way: making it says so
+            missing.append(path)
+    missing.reverse()
+    return missing
 
 
 class Writer:
@@ -1583,8 +1898,10 @@ class Writer:
     Use as: `entry = add(name, line)`, `write(entry, data)` for each piece,
     `end(entry)`; then `commit()`. Problems with targets are collected in
     `errors` so that all are reported; `commit()` raises them. Any exception
-    must be followed by `rollback()`, which leaves DIR as it was.
-    With `dry_run` nothing is written: targets are only compared.
+    (KeyboardInterrupt included) must be followed by `rollback()`, which
+    replays the journal backwards and leaves DIR as it was. With `dry_run`
+    nothing is written: targets are only compared. The Writer prints nothing
+    and installs no signal handler: a caller passes an entered SignalGuard.
     """
 
     def __init__(
@@ -1604,53 +1921,55 @@ class Writer:
         self.guard = guard or SignalGuard()  # one not entered catches no signal
         self.entries: list[Entry] = []
         self.errors: list[SplitError] = []
-        self._tree = _Tree(root, use_dir_fd, self.guard)
+        self._tree = _Tree(root, use_dir_fd)
+        self._journal = _Journal(self._tree, self.guard)
         self._started = False
         self._have_root = False
-        self._created_roots: list[str] = []
-        self._token = os.urandom(6).hex()
         self._serial = 0
-        self._rename_noreplace: Callable[[int, str, str], None] | None = None
+        self._place_new: Callable[[Entry, Handle], None] = self._place_by_link
 
     # -- staging -------------------------------------------------------------
 
     def _start(self) -> bool:
-        """Make sure DIR exists (unless dry-run); return False if it does not."""
+        """Make sure DIR exists (unless dry-run); return False if it does not (or cannot)."""
         if self._started:
             return self._have_root
         self._started = True
         root = self.root
-        if self.dry_run:
-            if not os.path.lexists(root):
+        missing: list[str] = []
+        try:
+            missing = _missing_folders(root)
+            if missing:
+                self._check_makeable(missing[0])  # so that a dry run fails where the run would
+            if self.dry_run and missing:
                 return False
-        else:
-            self._make_root(root)
-        if not os.path.isdir(root):
-            raise TargetError(f"output folder {quote(root)} is not a directory")
-        self._tree.open_root()
+            for path in missing:
+                try:
+                    self._journal.do(_ROOT, path, lambda: os.mkdir(path))
+                    self._tree.root_is_new = path == missing[-1]
+                except FileExistsError:  # `..`, a dangling link, or made meanwhile: not ours
+                    self._tree.root_is_new = False
+            self._tree.open_root()
+        except NotADirectoryError:
+            shown = quote(root)
+            self.errors.append(TargetError(
+                f"output folder {shown} is not a directory; name a folder with -o" if not missing
+                else f"cannot make the output folder {shown}: a part of its path is not a directory"))
+            return False
+        except OSError as exc:
+            self.errors.append(DiskError(f"cannot make the output folder {quote(root)}: {_reason(exc)}"))
+            return False
         self._have_root = True
-        if self._created_roots and self._created_roots[-1] == os.path.abspath(root):
-            self._tree.new_folders.add(())  # DIR is new too: no target in it needs a look
         return True
 
-    def _make_root(self, root: str) -> None:
-        missing = []
-        path = os.path.abspath(root)
-        while not os.path.lexists(path):
-            missing.append(path)
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        for path in reversed(missing):
-            self.guard.hold()
-            try:
-                os.mkdir(path)
-                self._created_roots.append(path)
-            except FileExistsError:
-                pass
-            finally:
-                self.guard.release()
+    @staticmethod
+    def _check_makeable(path: str) -> None:
+        """Raise the error that making the folder PATH would meet (for a dry run)."""
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", parent)
+        if os.path.lexists(path):  # a dangling symlink: mkdir would fail, and so would the next step
+            raise FileNotFoundError(errno.ENOENT, "a part of its path is a symlink to nothing", path)
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         """Look at NAME's target and start staging its body; None if it cannot be written.
@@ -1661,24 +1980,27 @@ class Writer:
         self.entries.append(entry)  # from now on, rollback knows of it
         try:
             if not self._start():
-                return entry  # dry run into a missing DIR: all new
-            folder = self._tree.folder(entry.folder_parts, not self.dry_run)
-            if folder is not None and not self._tree.is_new(entry.folder_parts):
+                return entry  # dry run into a missing DIR: all new (or DIR cannot be made: an error)
+            parts = entry.folder_parts
+            folder = self._tree.folder(parts, not self.dry_run, self._journal)
+            if folder is not None and not self._tree.is_new(parts):
                 self._examine(entry, folder)
             if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
                 self._stage(entry, folder)
         except SplitError as exc:
-            self.errors.append(TargetError(f"cannot write {quote(name)}: {exc.message}", entry.line, entry.name))
+            _close_quietly(entry.compare_fd)
+            self.errors.append(TargetError.cannot("write", name, exc.message, entry.line))
             self.entries.pop()
             return None
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(name)}: {_reason(exc)}", entry.line, entry.name) from None
+            raise DiskError.cannot("write", name, exc, entry.line) from None
         return entry
 
     def _examine(self, entry: Entry, folder: Handle) -> None:
         """Find out what is at ENTRY's target; open an existing file to compare."""
+        leaf = entry.leaf
         try:
-            st = self._tree.lstat(folder, entry.leaf)
+            st = self._tree.lstat(folder, leaf)
         except FileNotFoundError:
             return
         if stat.S_ISLNK(st.st_mode):
@@ -1686,7 +2008,7 @@ class Writer:
             entry.old_is_link = True
             entry.differs = True
         elif stat.S_ISREG(st.st_mode):
-            fd = self._tree.open(folder, entry.leaf, os.O_RDONLY | O_NONBLOCK)
+            fd = self._tree.open(folder, leaf, os.O_RDONLY | O_NONBLOCK)
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
                 os.close(fd)
@@ -1699,17 +2021,18 @@ class Writer:
 
     def _stage(self, entry: Entry, folder: Handle) -> None:
         """Create ENTRY's temporary file, never reusing an existing name."""
+        tree = self._tree
+
+        def make() -> None:
+            entry.fd = tree.open(folder, self._journal.temp_name(entry), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+
         while True:
             self._serial += 1
-            temp = f"{TEMP_PREFIX}{self._token}-{self._serial}"
-            self.guard.hold()  # a temporary file made must be recorded
+            entry.serial = self._serial
             try:
-                entry.fd = self._tree.open(folder, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                entry.temp = temp
+                self._journal.do(_TEMP, entry, make)
             except FileExistsError:
                 continue
-            finally:
-                self.guard.release()
             return
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
@@ -1722,9 +2045,10 @@ class Writer:
                 while view:
                     view = view[os.write(entry.fd, view):]
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line, entry.name) from None
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
 
     def _compare(self, entry: Entry, data: Buffer | memoryview) -> None:
+        """Compare DATA with the next bytes of ENTRY's target; stop comparing at the first difference."""
         fd = entry.compare_fd
         assert fd is not None
         old = b""
@@ -1754,7 +2078,7 @@ class Writer:
                 if entry.status == "changed" and entry.old_mode is not None:
                     folder = self._tree.folder(entry.folder_parts, False)
                     assert folder is not None
-                    self._tree.chmod(entry.fd, folder, entry.temp or "", entry.old_mode)
+                    self._tree.chmod(entry.fd, folder, self._journal.temp_name(entry), entry.old_mode)
                 if self.sync:
                     os.fsync(entry.fd)
                 fd = entry.fd
@@ -1763,7 +2087,7 @@ class Writer:
             if entry.status == "same":
                 self._drop(entry)
         except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line, entry.name) from None
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
         if entry.status == "changed" and not self.force:
             self.errors.append(
                 ConflictError(
@@ -1772,14 +2096,12 @@ class Writer:
             )
 
     def _drop(self, entry: Entry) -> None:
-        """Close ENTRY's files and remove its temporary file, if any."""
-        _close_quietly(entry.fd, entry.compare_fd)
-        entry.fd = entry.compare_fd = None
-        if entry.temp is not None:
+        """Remove ENTRY's temporary file, if any: its body is what the target holds."""
+        if entry.serial is not None:
             folder = self._tree.folder(entry.folder_parts, False)
             if folder is not None:
-                self._tree.unlink(folder, entry.temp)
-            entry.temp = None
+                self._tree.unlink(folder, self._journal.temp_name(entry))
+            entry.serial = None
 
     # -- commit and rollback -----------------------------------------------
 
@@ -1792,195 +2114,139 @@ class Writer:
             raise _combined(self.errors)
         if self.dry_run:
             return []
-        new_files = sum(entry.status == "new" and entry.temp is not None for entry in self.entries)
-        if new_files >= MANY_FILES and self._tree.use_dir_fd:
-            self._rename_noreplace = _rename_noreplace()
+        self._place_new = self._choose_placement()
         guard = self.guard
-        guard.hold()  # a rename and its record must not be split by a signal
+        guard.hold()  # a signal now waits: before the last placement it undoes them all
         try:
             for entry in self.entries:
-                if entry.temp is not None:
+                if entry.serial is not None:
+                    guard.check()
                     self._place(entry)
-                guard.check()  # a signal before the last rename undoes them all
+            guard.succeed()  # every file is in place: a signal can no longer turn this into failure
         finally:
-            guard.deferring = False
-        # Every file is in place: a signal can no longer turn this into failure.
-        guard.finished = True
+            guard.release()
         if self.sync:  # still part of the commit: if it fails, roll back
             try:
                 self._sync_folders()
             except (OSError, SplitError) as exc:
                 raise DiskError(f"cannot flush the output folder to disk: {_reason(exc)}") from None
-        return self._remove_backups()
+        return self._journal.finish()
 
-    def _remove_backups(self) -> list[str]:
-        """Drop the second names of replaced files; return what could not be dropped."""
-        problems: list[str] = []
-        for entry in self.entries:
-            backup = entry.backup
-            if backup is None:
-                continue
-            try:
-                folder = self._tree.folder(entry.folder_parts, False)
-                if folder is not None:
-                    self._tree.unlink(folder, backup)
-                entry.backup = None
-            # Even an interrupt: the run has succeeded, only a leftover remains.
-            except CLEANUP_ERRORS as exc:
-                shown = "/".join(entry.folder_parts + (backup,))
-                problems.append(
-                    f"{quote(entry.name)} was replaced, but its old copy {quote(shown)} could not be"
-                    f" removed ({_reason(exc)}); delete it by hand"
-                )
-        return problems
+    def _choose_placement(self) -> Callable[[Entry, Handle], None]:
+        """Return how new files get their names in this commit, without replacing anything."""
+        if os.name == "nt":
+            return self._place_by_rename  # Windows' rename itself refuses to replace
+        if self._tree.use_dir_fd:
+            new_files = sum(entry.status == "new" and entry.serial is not None for entry in self.entries)
+            rename = _rename_noreplace() if new_files >= MANY_FILES else None
+            if rename is not None:
+                return lambda entry, folder: self._place_by_renameat2(rename, entry, folder)
+        return self._place_by_link
 
     def _place(self, entry: Entry) -> None:
-        """Rename ENTRY's temporary file to its real name, keeping a way back."""
-        assert entry.temp is not None
-        folder = self._tree.folder(entry.folder_parts, False)
+        """Give ENTRY's temporary file its real name, keeping a way back."""
         try:
+            folder = self._tree.folder(entry.folder_parts, False)
             if folder is None:
                 raise FileNotFoundError(errno.ENOENT, "its folder is gone")
             if entry.status == "new":
                 self._place_new(entry, folder)
             else:
                 self._replace(entry, folder)
-        except OSError as exc:
-            raise DiskError(f"cannot write {quote(entry.name)}: {_reason(exc)}", entry.line, entry.name) from None
-
-    def _place_new(self, entry: Entry, folder: Handle) -> None:
-        """Give ENTRY's temporary file its name, failing if something took it meanwhile."""
-        temp = entry.temp
-        assert temp is not None
-        tree = self._tree
-        try:
-            if self._rename_noreplace and isinstance(folder, int):
-                try:
-                    self._rename_noreplace(folder, temp, entry.leaf)
-                    entry.temp = None
-                    entry.placed = True
-                    return
-                except FileExistsError:
-                    raise
-                except OSError as exc:  # this filesystem cannot: link and unlink from now on
-                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)):
-                        raise
-                    self._rename_noreplace = None
-            if os.name != "nt":  # on Windows, rename itself refuses to replace
-                try:
-                    tree.link(folder, temp, entry.leaf)  # unlike rename, never replaces
-                    entry.placed = True
-                    tree.unlink(folder, temp)
-                    entry.temp = None
-                    return
-                except OSError as exc:
-                    if entry.placed or exc.errno not in NO_LINK_ERRNOS:
-                        raise
-                # No hard links on this filesystem: look, then rename.
-                try:
-                    tree.lstat(folder, entry.leaf)
-                    raise FileExistsError(errno.EEXIST, "File exists")
-                except FileNotFoundError:
-                    pass
-            tree.rename(folder, temp, entry.leaf, replace=False)
-            entry.temp = None
-            entry.placed = True
         except FileExistsError:
-            raise TargetError(
-                f"cannot write {quote(entry.name)}: something appeared there during the run", entry.line, entry.name
-            ) from None
+            raise TargetError.cannot("write", entry.name, "something appeared there during the run", entry.line) from None
+        except OSError as exc:
+            raise DiskError.cannot("write", entry.name, exc, entry.line) from None
+        except SplitError as exc:
+            raise TargetError.cannot("write", entry.name, exc.message, entry.line) from None
+
+    def _place_by_renameat2(self, rename: Callable[[int, str, str], None], entry: Entry, folder: Handle) -> None:
+        """Name a new file with one renameat2(RENAME_NOREPLACE)."""
+        assert isinstance(folder, int)
+        temp = self._journal.temp_name(entry)
+        try:
+            self._journal.do(_NAMED, entry, lambda: rename(folder, temp, entry.leaf))
+        except FileExistsError:
+            raise
+        except OSError as exc:  # this filesystem cannot: link and unlink from now on
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)):
+                raise
+            self._place_new = self._place_by_link
+            self._place_by_link(entry, folder)
+
+    def _place_by_link(self, entry: Entry, folder: Handle) -> None:
+        """Name a new file by a hard link (which, unlike rename, never replaces), then drop the temporary name."""
+        temp = self._journal.temp_name(entry)
+        try:
+            self._journal.do(_NAMED, entry, lambda: self._tree.link(folder, temp, entry.leaf))
+        except OSError as exc:
+            if exc.errno not in NO_LINK_ERRNOS:
+                raise
+            self._place_new = self._place_by_lstat_rename  # no hard links on this filesystem
+            self._place_by_lstat_rename(entry, folder)
+            return
+        self._tree.unlink(folder, temp)
+        entry.serial = None  # no temporary name is left
+
+    def _place_by_lstat_rename(self, entry: Entry, folder: Handle) -> None:
+        """Name a new file by a rename after making sure the name is free (no hard links here)."""
+        try:
+            self._tree.lstat(folder, entry.leaf)
+            raise FileExistsError(errno.EEXIST, "File exists")
+        except FileNotFoundError:
+            pass
+        self._place_by_rename(entry, folder)
+
+    def _place_by_rename(self, entry: Entry, folder: Handle) -> None:
+        """Name a new file by a plain rename (on Windows it refuses to replace)."""
+        temp = self._journal.temp_name(entry)
+        self._journal.do(_NAMED, entry, lambda: self._tree.rename(folder, temp, entry.leaf, replace=False))
 
     def _replace(self, entry: Entry, folder: Handle) -> None:
-        assert entry.temp is not None
-        tree = self._tree
-        self._serial += 1
-        backup = f"{TEMP_PREFIX}{self._token}-{self._serial}.old"
-        # Keep a way back: a second name for the old file, so that the
-        # replacement below is atomic. A link is moved aside instead, since
-        # some systems would give its target the second name.
+        """Put ENTRY's new file over the old one atomically, the old one kept under a second name."""
+        tree, journal = self._tree, self._journal
+        leaf, temp, backup = entry.leaf, journal.temp_name(entry), journal.backup_name(entry)
+        # A symlink is moved aside rather than linked, since some systems would
+        # give its target the second name.
         moved = entry.old_is_link
         if not moved:
             try:
-                tree.link(folder, entry.leaf, backup)
+                journal.do(_KEPT, entry, lambda: tree.link(folder, leaf, backup))
             except OSError as exc:
                 if exc.errno not in NO_LINK_ERRNOS:
                     raise
                 moved = True
         if moved:
-            tree.rename(folder, entry.leaf, backup, replace=False)
-        entry.backup = backup
-        entry.backup_moved = moved
-        tree.rename(folder, entry.temp, entry.leaf, replace=True)
-        entry.temp = None
-        entry.placed = True
+            journal.do(_ASIDE, entry, lambda: tree.rename(folder, leaf, backup, replace=False))
+        journal.do(_REPLACED, entry, lambda: tree.rename(folder, temp, leaf, replace=True))
 
     def rollback(self) -> list[str]:
         """Undo everything this run did below DIR; return what could not be undone."""
-        self.guard.hold()  # already failing: a signal now only waits for the end
-        problems: list[str] = []
+        guard = self.guard
+        guard.hold()  # already failing: a signal now only waits for the end
+        guard.settle()
         try:
-            for entry in reversed(self.entries):
-                self._undo(entry, problems)
-            self._tree.remove_created(problems)
+            for entry in self.entries:
+                _close_quietly(entry.fd, entry.compare_fd)
+                entry.fd = entry.compare_fd = None
+            problems = self._journal.rollback()
             self._tree.close()
-            for path in reversed(self._created_roots):
-                try:
-                    os.rmdir(path)
-                except CLEANUP_ERRORS as exc:
-                    problems.append(f"could not remove folder {quote(path)}: {_reason(exc)}")
-            self._created_roots.clear()
         finally:
-            self.guard.deferring = False
+            guard.release()
         return problems
-
-    def _undo(self, entry: Entry, problems: list[str]) -> None:
-        tree = self._tree
-        _close_quietly(entry.fd, entry.compare_fd)
-        entry.fd = entry.compare_fd = None
-        try:
-            folder = tree.folder(entry.folder_parts, False)
-        except CLEANUP_ERRORS as exc:
-            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
-            return
-        if folder is None:
-            return
-        backup = entry.backup
-        try:
-            if entry.placed and backup is not None:  # put the old file back over ours
-                tree.rename(folder, backup, entry.leaf, replace=True)
-            elif entry.placed:
-                tree.unlink(folder, entry.leaf)
-            elif backup is not None and entry.backup_moved:
-                tree.rename(folder, backup, entry.leaf, replace=False)
-            elif backup is not None:  # a second name only: the old file never left
-                tree.unlink(folder, backup)
-        except FileNotFoundError:
-            pass
-        except CLEANUP_ERRORS as exc:
-            problems.append(f"could not restore {quote(entry.name)}: {_reason(exc)}")
-        entry.backup = None
-        entry.placed = False
-        if entry.temp is not None:
-            try:
-                tree.unlink(folder, entry.temp)
-            except FileNotFoundError:
-                pass
-            except CLEANUP_ERRORS as exc:
-                problems.append(f"could not remove {quote(entry.temp)}: {_reason(exc)}")
-            entry.temp = None
 
     def _sync_folders(self) -> None:
         """Flush every folder that gained an entry (after --sync)."""
+        tree = self._tree
         seen: set[tuple[str, ...]] = set()
-        wanted = [e.folder_parts for e in self.entries if e.status != "same"] + [
-            parts[:-1] for parts in self._tree.created
-        ]
+        wanted = [e.folder_parts for e in self.entries if e.status != "same"]
+        wanted += [tree.parts_of(node)[:-1] for node in self._journal.made_folders()]
         for parts in wanted:
             if parts not in seen:
                 seen.add(parts)
-                folder = self._tree.folder(parts, False)
+                folder = tree.folder(parts, False)
                 if folder is not None:
-                    self._tree.sync_folder(folder)
+                    tree.sync_folder(folder)
 
     def read_target(self, entry: Entry, out: IO[bytes]) -> None:
         """Copy what ENTRY's target holds now to OUT in chunks: nothing for no file or a link (never followed)."""
@@ -3786,6 +4052,24 @@ def _pack(args: argparse.Namespace, reporter: _Reporter) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
+    # The script itself leaves the signals ignored on its way out: once the
+    # outcome is decided, no signal may kill it. A caller keeps its handlers.
+    with SignalGuard(restore=__name__ != "__main__") as guard:
+        try:
+            return _main(argv, guard)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            guard.settle()
+            return _interrupted(exc)
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Say that the run was interrupted (if stderr can take it); return the exit status for the signal."""
+    _write_stderr("splitfile: error: interrupted; nothing was written\n")
+    return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
+
+
+def _main(argv: Sequence[str] | None, guard: SignalGuard) -> int:
+    """Run splitfile with ARGV under GUARD; an interrupt is left to main."""
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
@@ -3796,36 +4080,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     windows = args.portable or os.name == "nt"
     inp: _Input | None = None
     try:
-        with SignalGuard() as guard:
-            try:
-                if args.pack and args.bundle is not None:
-                    raise UsageError("--pack takes paths to bundle, not a BUNDLE to split", show_usage=True)
-                if args.pack:
-                    return _pack(args, reporter)
-                inp = _cli_input(args, reporter)
-                if args.list or args.print_names or args.diff:
-                    return _cli_inspect(args, inp, windows, reporter)
-                return _cli_extract(args, inp, windows, reporter, guard)
-            except SplitError as exc:
-                reporter.clear()
-                if isinstance(exc, UsageError) and exc.show_usage:
-                    _write_stderr(parser.format_usage())
-                reporter.error(exc)
-                return exc.exit_status
-            except MemoryError:  # whatever ran out, the writer has rolled back
-                reporter.say("error", "out of memory; nothing was written (free some memory and run again)")
-                return EXIT_FAILURE
-            except (Interrupted, KeyboardInterrupt) as exc:
-                reporter.clear()
-                _write_stderr("splitfile: error: interrupted; nothing was written\n")
-                return 128 + (exc.signum if isinstance(exc, Interrupted) else 2)
-            except _OutputLost as exc:
-                if not exc.broken_pipe:  # a reader that went away wants nothing more, not even a message
-                    reporter.say("error", f"cannot write to standard output: {exc.reason}")
-                return EXIT_FAILURE
-            except OSError as exc:  # a failing disk that no layer above named: still no traceback
-                reporter.error(DiskError(_reason(exc)))
-                return EXIT_FAILURE
+        try:
+            if args.pack and args.bundle is not None:
+                raise UsageError("--pack takes paths to bundle, not a BUNDLE to split", show_usage=True)
+            if args.pack:
+                return _pack(args, reporter)
+            inp = _cli_input(args, reporter)
+            if args.list or args.print_names or args.diff:
+                return _cli_inspect(args, inp, windows, reporter)
+            return _cli_extract(args, inp, windows, reporter, guard)
+        except SplitError as exc:
+            guard.settle()  # the outcome is decided: a signal now changes nothing
+            reporter.clear()
+            if isinstance(exc, UsageError) and exc.show_usage:
+                _write_stderr(parser.format_usage())
+            reporter.error(exc)
+            return exc.exit_status
+        except MemoryError:  # whatever ran out, the writer has rolled back
+            guard.settle()
+            reporter.say("error", "out of memory; nothing was written (free some memory and run again)")
+            return EXIT_FAILURE
+        except (Interrupted, KeyboardInterrupt) as exc:
+            guard.settle()
+            reporter.clear()
+            return _interrupted(exc)
+        except _OutputLost as exc:
+            guard.settle()
+            if not exc.broken_pipe:  # a reader that went away wants nothing more, not even a message
+                reporter.say("error", f"cannot write to standard output: {exc.reason}")
+            return EXIT_FAILURE
+        except OSError as exc:  # a failing disk that no layer above named: still no traceback
+            guard.settle()
+            reporter.error(DiskError(_reason(exc)))
+            return EXIT_FAILURE
     finally:
         if inp is not None:
             inp.close()
