@@ -2739,7 +2739,7 @@ class _DiffSide:
 def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visible: bool = False) -> None:
     """Write to OUT a unified diff from OLD to NEW for NAME (a new file's OLD is /dev/null).
 
-    Output is what `diff -u` and `patch -p1` agree on, lines split at LF only.
+    Output is what `git diff`, `patch -p1` and `git apply` agree on, lines split at LF only.
     The common start and end are trimmed by reading both sides in step; the
     lines between are compared by hash (each run found equal is then checked
     byte for byte) and aligned by unique lines first (patience), then by
@@ -2777,7 +2777,15 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
     buffered = _Buffered(out)
     for note in notes:
         buffered.write(f"splitfile: note: {note}\n".encode("utf-8", "surrogateescape"))
-    buffered.write(f"--- {before}\n+++ b/{name}\n".encode("utf-8", "surrogateescape"))
+    # A git header, as `git diff` writes it, so that patch and git apply both
+    # create a new empty file (it has no hunk to carry it); and a tab after a
+    # name with a blank, since patch reads a name up to a tab (where diff -u
+    # puts the date), else up to a blank.
+    created = "new file mode 100644\n" if new_file else ""
+    buffered.write(f"diff --git a/{name} b/{name}\n{created}".encode("utf-8", "surrogateescape"))
+    end = "\t" if any(ch.isspace() for ch in name) else ""
+    before_end = "" if new_file else end
+    buffered.write(f"--- {before}{before_end}\n+++ b/{name}{end}\n".encode("utf-8", "surrogateescape"))
     escape = _escaper() if visible else None
     shown = False
     for group in _groups(_opcodes(runs, a.lines, b.lines), DIFF_CONTEXT):

@@ -234,8 +234,8 @@ class ReadListDiffTest(TempDirTest):
         before = snapshot(self.outer)
         diffs = splitfile.diff(TWO + bundle(("new.txt", b"n\n")), self.dest)
         self.assertEqual([(d.name, d.status, d.line) for d in diffs], [("README.md", "changed", 5), ("new.txt", "new", 8)])
-        self.assertEqual(diffs[0].text, b"--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-# Old\n+# Demo\n")
-        self.assertEqual(diffs[1].text, b"--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+n\n")
+        self.assertEqual(diffs[0].text, b"diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-# Old\n+# Demo\n")
+        self.assertEqual(diffs[1].text, b"diff --git a/new.txt b/new.txt\nnew file mode 100644\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+n\n")
         self.assertUnchanged(before)
 
     def test_diff_of_nothing_to_change_is_empty(self) -> None:

@@ -12,7 +12,7 @@ import sys
 import unittest
 from unittest import mock
 
-from tests.helpers import SCRIPT, TempDirTest, bundle, make_tree, run, splitfile
+from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, run, splitfile
 
 PATCH = shutil.which("patch")
 GIT = shutil.which("git")
@@ -28,6 +28,28 @@ def diff_of(old: bytes, new: bytes, name: str = "f.txt", visible: bool = False, 
 def random_text(rng: random.Random, lines: int, alphabet: list[bytes]) -> bytes:
     text = b"".join(rng.choice(alphabet) for _ in range(lines))
     return text.rstrip(b"\n") if rng.random() < 0.25 else text
+
+
+class WholeDiffAppliesTest(TempDirTest):
+    """The diff of a whole bundle turns the folder into what extract() would make, with patch and with git apply."""
+
+    @unittest.skipUnless(PATCH and GIT, "patch or git is not installed")
+    def test_new_empty_files_and_names_with_blanks_apply(self) -> None:
+        before = {"my notes.txt": b"old\n", "keep.txt": b"same\n", "sub dir/a b.txt": b"1\n2\n"}
+        data = bundle(("my notes.txt", b"new\n"), ("keep.txt", b"same\n"), ("empty", b""),
+                      ("sub dir/a b.txt", b"1\n3\n"), ("new dir/x y.txt", b"z\n"), ("deep/empty too", b""))
+        make_tree(self.dest, before)
+        patch = b"".join(found.text for found in splitfile.diff(data, self.dest))
+        wanted = os.path.join(self.tmp, "wanted")
+        make_tree(wanted, before)
+        splitfile.extract(data, wanted, force=True)
+        for argv in (["patch", "-s", "-p1"], ["git", "apply", "-"]):
+            with self.subTest(tool=argv[0]):
+                work = os.path.join(self.tmp, argv[0])
+                make_tree(work, before)
+                done = subprocess.run(argv, input=patch, cwd=work, capture_output=True, timeout=60)
+                self.assertEqual(done.returncode, 0, (done.stdout, done.stderr, patch))
+                self.assertEqual(files_of(work), files_of(wanted))
 
 
 class AppliesTest(TempDirTest):
@@ -68,7 +90,7 @@ class AppliesTest(TempDirTest):
         self.assertGreater(len(old), 590_000)
         patch = self.check_applies(old, new)
         self.assertNotIn(b"splitfile: note", patch)
-        self.assertEqual(patch.count(b"\n-"), 7000)  # only the changed lines, not a whole-file hunk
+        self.assertEqual(patch.count(b"\n-"), 7001)  # the "--- a/f.txt" line, then  # only the changed lines, not a whole-file hunk
 
     @unittest.skipUnless(PATCH, "patch is not installed")
     def test_past_the_budget_one_whole_file_hunk_with_a_note(self) -> None:
@@ -80,7 +102,7 @@ class AppliesTest(TempDirTest):
         self.assertEqual(lines[0], b"splitfile: note: the changes to 'f.txt' are shown as one hunk: too large or"
                                    b" too costly to compare line by line (51 and 42 lines between the first and the"
                                    b" last change)")
-        self.assertEqual(lines[1:4], [b"--- a/f.txt", b"+++ b/f.txt", b"@@ -1,51 +1,42 @@"])
+        self.assertEqual(lines[1:5], [b"diff --git a/f.txt b/f.txt", b"--- a/f.txt", b"+++ b/f.txt", b"@@ -1,51 +1,42 @@"])
         self.assertEqual(sum(line.startswith(b"-") for line in lines[4:]), 51)
         self.assertEqual(sum(line.startswith(b"+") for line in lines[4:]), 42)
         self.assertEqual(lines[-3:], [b"+end", b"\\ No newline at end of file", b""])
@@ -124,9 +146,9 @@ class AppliesTest(TempDirTest):
         with mock.patch.object(splitfile, "DIFF_MAX_LINES", 50):
             patch = self.check_applies(old, new)
             appended = self.check_applies(old, old + b"more\n")
-        self.assertEqual(patch, b"--- a/f.txt\n+++ b/f.txt\n@@ -498,7 +498,7 @@\n line 497\n line 498\n line 499\n"
+        self.assertEqual(patch, b"diff --git a/f.txt b/f.txt\n--- a/f.txt\n+++ b/f.txt\n@@ -498,7 +498,7 @@\n line 497\n line 498\n line 499\n"
                                 b"-line 500\n+line five hundred\n line 501\n line 502\n line 503\n")
-        self.assertEqual(appended, b"--- a/f.txt\n+++ b/f.txt\n@@ -998,3 +998,4 @@\n line 997\n line 998\n"
+        self.assertEqual(appended, b"diff --git a/f.txt b/f.txt\n--- a/f.txt\n+++ b/f.txt\n@@ -998,3 +998,4 @@\n line 997\n line 998\n"
                                    b" line 999\n+more\n")
 
     def test_a_file_not_utf8_anywhere_is_binary(self) -> None:
@@ -136,7 +158,7 @@ class AppliesTest(TempDirTest):
                          (lines + b"\xffa\n" + lines, lines + b"b\n" + lines)):  # in the middle
             with self.subTest(old=old, new=new):
                 self.assertEqual(diff_of(old, new), b"Binary files a/f.txt and b/f.txt differ\n")
-        self.assertTrue(diff_of(lines + b"a\n", lines + b"b\n").startswith(b"--- a/f.txt"))
+        self.assertTrue(diff_of(lines + b"a\n", lines + b"b\n").startswith(b"diff --git a/f.txt b/f.txt\n--- a/f.txt"))
 
     @unittest.skipUnless(PATCH, "patch is not installed")
     def test_lines_whose_hashes_collide_are_never_shown_as_unchanged(self) -> None:
@@ -192,7 +214,7 @@ class AppliesTest(TempDirTest):
         with mock.patch.object(splitfile, "DIFF_GAP_CELLS", 100):
             patch = self.check_applies(old, new)
         self.assertNotIn(b"splitfile: note", patch)
-        changed = [line for line in patch.split(b"\n")[2:] if line[:1] in (b"-", b"+")]
+        changed = [line for line in patch.split(b"\n")[3:] if line[:1] in (b"-", b"+")]
         self.assertEqual(changed, [b"-x", b"+x"])
 
     def test_same_hunks_as_difflib(self) -> None:
@@ -220,7 +242,7 @@ class TerminalTest(TempDirTest):
         new = b"keep\n" + self.EVIL + b"\x1b[2Jclear\xc2\x85\tTab\r\n" + b"last\r"
         shown = diff_of(old, new, visible=True)
         self.assertEqual(shown.decode(), (
-            "--- a/f.txt\n+++ b/f.txt\n@@ -1 +1,4 @@\n keep\n"
+            "diff --git a/f.txt b/f.txt\n--- a/f.txt\n+++ b/f.txt\n@@ -1 +1,4 @@\n keep\n"
             '+import os; os.system("echo PWNED")\\r# just a comment\n'
             "+\\x1b[2Jclear\\x85\tTab\r\n"
             "+last\\r\n\\ No newline at end of file\n"
@@ -279,8 +301,8 @@ class CliTest(TempDirTest):
             result = run([path, "--diff", "-o", self.dest])
             printed = run([path, "-p", "c.txt", "-p", "a.txt"])
         self.assertEqual((result.code, result.err), (0, ""))
-        self.assertEqual(result.out, b"--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n 1\n 2\n-3\n+three\n"
-                                     b"--- /dev/null\n+++ b/c.txt\n@@ -0,0 +1 @@\n+new\n")
+        self.assertEqual(result.out, b"diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n 1\n 2\n-3\n+three\n"
+                                     b"diff --git a/c.txt b/c.txt\nnew file mode 100644\n--- /dev/null\n+++ b/c.txt\n@@ -0,0 +1 @@\n+new\n")
         self.assertEqual((printed.code, printed.out), (0, b"new\n1\n2\nthree\n"))
 
     def test_kept_bodies_spill_to_disk(self) -> None:
@@ -366,7 +388,7 @@ class MemoryTest(TempDirTest):
         self.assertEqual((result.returncode, result.stderr), (0, b""))
         with open(out, "rb") as f:
             head = f.read(300)
-        self.assertTrue(head.startswith(b"--- /dev/null\n+++ b/huge.txt\n@@ -0,0 +1,3000000 @@\n+xxx"), head)
+        self.assertTrue(head.startswith(b"diff --git a/huge.txt b/huge.txt\nnew file mode 100644\n--- /dev/null\n+++ b/huge.txt\n@@ -0,0 +1,3000000 @@\n+xxx"), head)
         self.assertEqual(os.path.getsize(out), head.index(b"\n+x") + 1 + size + 3_000_000)  # a "+" a line
         self.assertNoTraceback(result.stderr.decode())
         with open(out, "wb") as f:

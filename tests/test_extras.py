@@ -130,8 +130,8 @@ class DiffTest(TempDirTest):
         path = self.write_bundle(bundle(("same.txt", b"s\n"), ("mod.txt", b"one\n2\n"), ("new/n.txt", b"hi\n")))
         result = run([path, "--diff", "-o", self.dest])
         self.assertEqual(result.code, 0, result.err)
-        self.assertEqual(result.out.decode(), "--- a/mod.txt\n+++ b/mod.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+2\n"
-                                              "--- /dev/null\n+++ b/new/n.txt\n@@ -0,0 +1 @@\n+hi\n")
+        self.assertEqual(result.out.decode(), "diff --git a/mod.txt b/mod.txt\n--- a/mod.txt\n+++ b/mod.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+2\n"
+                                              "diff --git a/new/n.txt b/new/n.txt\nnew file mode 100644\n--- /dev/null\n+++ b/new/n.txt\n@@ -0,0 +1 @@\n+hi\n")
         self.assertUnchanged(before)
 
     def test_diff_of_binary_and_into_a_missing_folder(self) -> None:
@@ -144,7 +144,7 @@ class DiffTest(TempDirTest):
         make_tree(self.dest, {"f.py": b"a\x0cb\nc\rd\n"})
         path = self.write_bundle(bundle(("f.py", b"a\x0cb\nc\rD\n")))
         result = run([path, "--diff", "-o", self.dest])
-        self.assertEqual(result.out, b"--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\x0cb\n-c\rd\n+c\rD\n")
+        self.assertEqual(result.out, b"diff --git a/f.py b/f.py\n--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\x0cb\n-c\rd\n+c\rD\n")
 
     def test_a_target_that_cannot_be_read_is_an_error_not_a_traceback(self) -> None:
         make_tree(self.dest, {"f": b"old\n"})
