@@ -217,6 +217,14 @@ def _combined(errors: Sequence[SplitError]) -> SplitError:
     return errors[0] if len(errors) == 1 else ErrorList(errors)
 
 
+def _path_arg(value: object, what: str) -> str:
+    """Return VALUE, a path given to a function (str, bytes or os.PathLike), as a str; else a UsageError about WHAT."""
+    try:
+        return os.fsdecode(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise UsageError(f"{what} is a str, bytes or os.PathLike, not a {type(value).__name__}") from None
+
+
 class Interrupted(BaseException):
     """A termination signal arrived; raised in the main thread to roll back."""
 
@@ -239,7 +247,7 @@ def quote(name: str) -> str:
     if len(name) <= MAX_SHOWN_NAME:
         return "'" + _escape(name) + "'"
     keep = MAX_SHOWN_NAME // 2
-    size = len(name.encode("utf-8", "surrogateescape"))
+    size = len(name.encode("utf-8", "surrogatepass"))
     return f"'{_escape(name[:keep])}...{_escape(name[-keep:])}' ({size} bytes)"
 
 
@@ -285,6 +293,8 @@ def check_name(name: str, windows: bool = False) -> list[str]:
 
     if not name:
         return ["the name is empty"]
+    if any(0xD800 <= ord(ch) <= 0xDFFF and not 0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
+        return ["it holds a lone surrogate, which is no character (only a str from a program can)"]
     reasons: list[str] = []
     if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
         reasons.append("it is not valid UTF-8")
@@ -2426,8 +2436,8 @@ def format(files: Iterable[tuple[str, bytes]], *, portable: bool = False) -> byt
     (InvalidNameError; Windows rules apply on Windows and with PORTABLE),
     and a body a bundle cannot carry (BundleError): one holding a line equal
     to its own close marker, a non-empty one without a final newline, one
-    with a NUL byte or not UTF-8. An empty FILES gives an empty bundle,
-    which reading refuses as holding no block.
+    with a NUL byte or not UTF-8; and an empty FILES, since reading refuses
+    a bundle without a block. Anything but (str, bytes) pairs: UsageError.
     """
     import io
 
@@ -2435,21 +2445,38 @@ def format(files: Iterable[tuple[str, bytes]], *, portable: bool = False) -> byt
     index = NameIndex()
     out = io.BytesIO()
     errors: list[SplitError] = []
-    for name, body in files:
+    count = 0
+    for item in files:
+        name, data = _format_item(item)
+        count += 1
         why = "; ".join(check_name(name, windows)) or index.add(name)
         if why:
             errors.append(InvalidNameError(f"invalid name {quote(name)}: {why}", None, name))
             continue
-        data = bytes(body)
         check = _format_file(name, (data,), out, add_newline=False)
         problems = _body_problems(check)
         if not check.ends_with_newline:
             problems.append("it does not end with a newline, which a bundle cannot express (add one)")
         if problems:
             errors.append(BundleError(f"cannot format {quote(name)}: {'; '.join(problems)}", None, name))
+    if not count:  # reading would refuse it: a bundle holds at least one block
+        errors.append(BundleError("no files to format: a bundle holds at least one block"))
     if errors:
         raise _combined(errors)
     return out.getvalue()
+
+
+def _format_item(item: object) -> tuple[str, bytes]:
+    """Return ITEM, one of format()'s (name, body) pairs, as a str and bytes; a UsageError if it is not one."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise UsageError(f"format() takes (name, bytes) pairs, not a {type(item).__name__}")
+    name: object = item[0]
+    body: object = item[1]
+    if not isinstance(name, str):
+        raise UsageError(f"a name is a str, not a {type(name).__name__}")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise UsageError(f"the body of {quote(name)} is a {type(body).__name__}, not bytes: encode text first")
+    return name, bytes(body)
 
 
 def _body_problems(check: _BodyCheck) -> list[str]:
@@ -2600,6 +2627,7 @@ def pack(
     since the scan raises (one error, or an ErrorList), and then nothing is
     written to OUT: the bundle is staged in a spool that spills to disk.
     """
+    import io
     import tempfile
 
     def warn(path: str, message: str) -> None:
@@ -2607,7 +2635,11 @@ def pack(
             on_warning(SplitWarning(f"{quote(path)}: {message}"))
 
     windows = portable or os.name == "nt"
-    sources = _pack_sources([os.fspath(path) for path in paths], warn)
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise UsageError("pack() takes a list of paths; for one path, pass [path]")
+    if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
+        raise UsageError("pack() writes bytes: OUT must be a binary stream, such as open(path, 'wb')")
+    sources = _pack_sources([_path_arg(path, "a path to pack") for path in paths], warn)
     errors: list[SplitError] = []
     index = NameIndex()
     for name, path, _ in sources:
@@ -3358,7 +3390,7 @@ def _open_input(bundle: Bundle, sink: _Sink) -> _Input:
     if isinstance(bundle, (bytes, bytearray, memoryview)):
         return _memory_input(bytes(bundle) if isinstance(bundle, memoryview) else bundle, "<bytes>")
     if isinstance(bundle, os.PathLike):
-        return _file_input(os.fsdecode(os.fspath(bundle)), sink)
+        return _file_input(_path_arg(bundle, "a bundle path"), sink)
     if isinstance(bundle, io.TextIOBase):
         raise UsageError("a bundle stream must be binary: open the file with 'rb', or pass the text itself as a str")
     if callable(getattr(bundle, "read", None)):
@@ -3419,6 +3451,8 @@ def _read_chunks(stream: IO[bytes], advance: Callable[[int], None]) -> Iterator[
                 continue
         if not data:
             return
+        if not isinstance(data, (bytes, bytearray)):
+            raise UsageError("a bundle stream must be binary: open the file with 'rb', or pass the text itself as a str")
         advance(len(data))
         yield data
 
@@ -3721,7 +3755,7 @@ def extract(
     file and folder to disk. Installs no signal handler and prints nothing:
     warnings go to ON_WARNING, if given.
     """
-    folder = os.fspath(output)
+    folder = _path_arg(output, "the output folder")
 
     def job(inp: _Input, sink: _Sink) -> list[FileResult]:
         writer = Writer(folder, force=force, dry_run=dry_run, sync=sync)
@@ -3776,7 +3810,7 @@ def diff(
     Files that would stay the same are left out, so an empty list means
     extract() would change nothing.
     """
-    folder = os.fspath(output)
+    folder = _path_arg(output, "the output folder")
 
     def job(inp: _Input, sink: _Sink) -> list[FileDiff]:
         import io

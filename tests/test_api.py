@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import pathlib
+import random
 import signal
 import threading
 import unittest
@@ -241,6 +242,66 @@ class ReadListDiffTest(TempDirTest):
     def test_diff_of_nothing_to_change_is_empty(self) -> None:
         splitfile.extract(TWO, self.dest)
         self.assertEqual(splitfile.diff(TWO, pathlib.Path(self.dest)), [])
+
+
+class FormatReadTest(unittest.TestCase):
+    def test_read_of_format_gives_back_random_files(self) -> None:
+        rng = random.Random(20261202)
+        parts = ["src", "a", "Ünï", "d e", "x.py", "year=2024", "日本", "-", "a.b", "_"]
+        lines = [b"x\n", b"\n", b"\r\n", b"<<<FILE a>>>\n", b"<<<END b>>>\n", b"\xc3\xa9\n", b"\t<<<END x>>>\r\n"]
+        for case in range(300):
+            with self.subTest(case=case):
+                names = list(dict.fromkeys(
+                    "/".join(rng.choice(parts) for _ in range(rng.randint(1, 4))) + f"{i}" for i in range(rng.randint(1, 6))
+                ))
+                files = [(name, b"".join(rng.choice(lines) for _ in range(rng.randint(0, 8)))) for name in names]
+                self.assertEqual(splitfile.read(splitfile.format(files)), files)
+
+    def test_format_refuses_what_reading_could_not_give_back(self) -> None:
+        cases = [
+            ([("../x", b"a\n")], splitfile.InvalidNameError),
+            ([("a", b"no newline")], splitfile.BundleError),
+            ([("a", b"<<<END a>>>\n")], splitfile.BundleError),
+            ([("a", b"nul\0\n")], splitfile.BundleError),
+            ([("a", b"\xff\n")], splitfile.BundleError),
+            ([("a", b"x\n"), ("A", b"y\n")], splitfile.InvalidNameError),
+            ([], splitfile.BundleError),
+        ]
+        for files, kind in cases:
+            with self.subTest(files=files):
+                with self.assertRaises(kind):
+                    splitfile.format(files)
+
+    def test_wrong_arguments_are_usage_errors(self) -> None:
+        calls = [
+            lambda: splitfile.format([(b"a", b"x\n")]),
+            lambda: splitfile.format([("a", "text\n")]),
+            lambda: splitfile.format([("a", b"x\n", "extra")]),
+            lambda: splitfile.format(["ab"]),
+            lambda: splitfile.pack("src", io.BytesIO()),
+            lambda: splitfile.pack(["src"], io.StringIO()),
+            lambda: splitfile.pack([42], io.BytesIO()),
+            lambda: splitfile.extract(TWO, None),  # type: ignore[arg-type]
+            lambda: splitfile.read(io.BytesIO(TWO).read),  # type: ignore[arg-type]
+        ]
+        for number, call in enumerate(calls):
+            with self.subTest(call=number):
+                with self.assertRaises(splitfile.UsageError):
+                    call()
+
+    def test_a_stream_that_gives_text_is_a_usage_error(self) -> None:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w+") as text:
+            text.write(TWO.decode())
+            text.seek(0)
+            with self.assertRaises(splitfile.UsageError):
+                splitfile.read(text)  # type: ignore[arg-type]
+
+    def test_a_name_with_a_lone_surrogate_is_refused(self) -> None:
+        with self.assertRaises(splitfile.InvalidNameError) as caught:
+            splitfile.format([("a\ud800b", b"x\n")])
+        self.assertIn("lone surrogate", caught.exception.message)
 
 
 class PublicNamesTest(unittest.TestCase):
