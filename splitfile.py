@@ -1364,8 +1364,6 @@ _KEPT = 3  # an Entry's old file given a second name (its backup): remove that n
 _ASIDE = 4  # an Entry's old file moved to its backup name: move it back
 _NAMED = 5  # an Entry's new file given its real name: remove that name
 _REPLACED = 6  # an Entry's new file put over the old one: put the backup back over it
-# Steps whose undo is harmless if the step never happened (see _Journal.do).
-_RECORDED_FIRST: Final = frozenset({_TEMP, _KEPT, _ASIDE, _REPLACED})
 # Folder descriptors kept open at once: a share of the descriptor limit,
 # within these bounds; others are reopened when needed.
 _OPEN_FOLDERS: Final = (8, 256)
@@ -1642,15 +1640,15 @@ class _Tree:
 class _Journal:
     """Every filesystem step one run took, in order, so that all can be undone.
 
-    `do(kind, subject, act)` makes a step and records it with signals held,
-    so that no signal falls between the two. `rollback()` undoes the steps in
-    reverse; `finish()`, after success, drops the second names of replaced
-    files. A record is one byte of kind and a subject: a path (_ROOT), a
+    `do(kind, subject, act)` records a step and makes it, with signals held.
+    `rollback()` undoes the steps in reverse; `finish()`, after success,
+    drops the second names of replaced files, and from then on nothing is
+    undone. A record is one byte of kind and a subject: a path (_ROOT), a
     folder's node (_FOLDER), or an Entry. A step whose name a later step took
     away (a temporary file renamed into place) finds nothing left to undo.
     """
 
-    __slots__ = ("_tree", "_guard", "_token", "_kinds", "_subjects")
+    __slots__ = ("_tree", "_guard", "_token", "_kinds", "_subjects", "_done")
 
     def __init__(self, tree: _Tree, guard: SignalGuard) -> None:
         self._tree = tree
@@ -1658,6 +1656,7 @@ class _Journal:
         self._token = os.urandom(6).hex()
         self._kinds = bytearray()
         self._subjects: list[object] = []
+        self._done = False  # the run has succeeded: nothing is to be undone
 
     def temp_name(self, entry: Entry) -> str:
         """Return the name of ENTRY's temporary file."""
@@ -1668,29 +1667,25 @@ class _Journal:
         return f"{TEMP_PREFIX}{self._token}-{entry.serial}.old"
 
     def do(self, kind: int, subject: object, act: Callable[[], object]) -> None:
-        """Make a step with ACT and record it as KIND on SUBJECT; no signal can split the two.
+        """Record a step as KIND on SUBJECT, then make it with ACT; no signal can split the two.
 
-        Steps that name only this run's own `.splitfile-` entries are recorded
-        first, since undoing one that never happened finds nothing: so even a
-        KeyboardInterrupt where no handler holds it (a library caller) cannot
-        fall between the step and its record.
+        The record comes first, so that even a KeyboardInterrupt where no
+        handler holds it (a library caller), raised the moment the call
+        returns, finds the step recorded. An OSError means the call made
+        nothing, and the record goes; after any other exception the step may
+        or may not have been made, so each undo checks before it acts.
         """
         guard = self._guard
         guard.hold()
         try:
-            if kind in _RECORDED_FIRST:
-                self._kinds.append(kind)
-                self._subjects.append(subject)
-                try:
-                    act()
-                except BaseException:
-                    self._kinds.pop()
-                    self._subjects.pop()
-                    raise
-            else:
+            self._kinds.append(kind)
+            self._subjects.append(subject)
+            try:
                 act()
-                self._kinds.append(kind)
-                self._subjects.append(subject)
+            except OSError:
+                self._kinds.pop()
+                self._subjects.pop()
+                raise
         finally:
             guard.release()
 
@@ -1701,6 +1696,8 @@ class _Journal:
     def rollback(self) -> list[str]:
         """Undo every step, last first, going on past failures; return what could not be undone."""
         problems: list[str] = []
+        if self._done:  # the run succeeded; an exception after that undoes nothing
+            return problems
         kinds, subjects = self._kinds, self._subjects
         while kinds:
             kind, subject = kinds.pop(), subjects.pop()
@@ -1735,10 +1732,23 @@ class _Journal:
             tree.unlink(folder, self.backup_name(subject))
         elif kind == _ASIDE:
             tree.rename(folder, self.backup_name(subject), subject.leaf, replace=False)
-        elif kind == _NAMED:
+        elif kind == _NAMED and self._named(folder, subject):
             tree.unlink(folder, subject.leaf)
         elif kind == _REPLACED:
             tree.rename(folder, self.backup_name(subject), subject.leaf, replace=True)
+
+    def _named(self, folder: Handle, entry: Entry) -> bool:
+        """Tell whether ENTRY's new file holds its real name (a step may be recorded and never made)."""
+        if entry.serial is None:  # the temporary name was dropped after the link
+            return True
+        tree = self._tree
+        try:
+            temp = tree.lstat(folder, self.temp_name(entry))
+        except FileNotFoundError:  # renamed into place
+            return True
+        leaf = tree.lstat(folder, entry.leaf)  # nothing there: nothing to undo
+        # Both names one file: linked into place. Else what is there is not ours.
+        return (temp.st_dev, temp.st_ino) == (leaf.st_dev, leaf.st_ino)
 
     def _failed(self, kind: int, subject: object, exc: BaseException) -> str:
         """Return what to tell the user when undoing KIND on SUBJECT failed with EXC."""
@@ -1753,8 +1763,15 @@ class _Journal:
         return f"could not restore {quote(subject.name)}: {_reason(exc)}"
 
     def finish(self) -> list[str]:
-        """After success, drop the second names of replaced files; return what could not be dropped."""
+        """After success, drop the second names of replaced files; return what could not be dropped.
+
+        From here on the run has succeeded and nothing is undone. A failure,
+        even an interrupt, leaves only a leftover, named in the list; another
+        exception (SystemExit, say) is raised once every name has been tried.
+        """
+        self._done = True
         problems: list[str] = []
+        pending: BaseException | None = None
         for kind, subject in zip(self._kinds, self._subjects):
             if kind not in (_KEPT, _ASIDE):
                 continue
@@ -1766,15 +1783,18 @@ class _Journal:
                     self._tree.unlink(folder, backup)
             except FileNotFoundError:
                 pass
-            # Even an interrupt: the run has succeeded, only a leftover remains.
-            except CLEANUP_ERRORS as exc:
+            except BaseException as exc:  # even an interrupt: the run has succeeded, only a leftover remains
                 shown = "/".join(subject.folder_parts + (backup,))
                 problems.append(
                     f"{quote(subject.name)} was replaced, but its old copy {quote(shown)} could not be"
                     f" removed ({_reason(exc)}); delete it by hand"
                 )
+                if not isinstance(exc, CLEANUP_ERRORS) and pending is None:
+                    pending = exc
         self._kinds.clear()
         self._subjects.clear()
+        if pending is not None:
+            raise pending
         return problems
 
 

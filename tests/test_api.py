@@ -7,6 +7,7 @@ import io
 import os
 import pathlib
 import random
+import shutil
 import signal
 import threading
 import unittest
@@ -155,6 +156,85 @@ class RollbackTest(TempDirTest):
         with mock.patch("os.write", interrupting), self.assertRaises(KeyboardInterrupt):
             splitfile.extract(data, self.dest, force=True)
         self.assertUnchanged(before)
+
+
+    def test_an_interrupt_during_the_renames_rolls_back_too(self) -> None:
+        make_tree(self.dest, {"old.txt": b"old\n"})
+        before = snapshot(self.outer)
+        data = bundle(("a.txt", b"a\n"), ("b.txt", b"b\n"), ("old.txt", b"new\n"))
+        real_replace = os.replace
+
+        def interrupting(*args: object, **kw: object) -> None:
+            real_replace(*args, **kw)  # type: ignore[arg-type]
+            raise KeyboardInterrupt
+
+        with mock.patch("os.replace", interrupting), self.assertRaises(KeyboardInterrupt):
+            splitfile.extract(data, self.dest, force=True)
+        self.assertUnchanged(before)
+
+    def test_an_interrupt_the_moment_any_call_returns_rolls_back_or_leaves_the_finished_result(self) -> None:
+        """As Python's own Ctrl-C handler does in a program: KeyboardInterrupt right after a system call."""
+        names = ("open", "close", "write", "read", "link", "rename", "replace", "unlink", "mkdir", "rmdir",
+                 "stat", "lstat", "fstat", "fchmod", "fsync")
+        data = bundle(("old/a.txt", b"new a\n"), ("n1/n2/b.txt", b"new b\n"), ("c.txt", b"new c\n"), ("d.txt", b""))
+        wanted = {"old/a.txt": b"new a\n", "n1/n2/b.txt": b"new b\n", "c.txt": b"new c\n", "d.txt": b""}
+        outcomes = {"rolled back": 0, "finished": 0}
+        for output in (self.dest, os.path.join(self.outer, "new1", "new2")):
+            for nth in range(1, 200):
+                with self.subTest(output=output, nth=nth):
+                    shutil.rmtree(self.dest)
+                    make_tree(self.dest, {"old/a.txt": b"OLD A\n", "c.txt": b"OLD C\n"})
+                    before = snapshot(self.outer)
+                    calls = [0]
+                    real = {name: getattr(os, name) for name in names}
+
+                    def wrap(name: str):  # type: ignore[no-untyped-def]
+                        def call(*args: object, **kw: object) -> object:
+                            result = real[name](*args, **kw)
+                            calls[0] += 1
+                            if calls[0] == nth:
+                                raise KeyboardInterrupt
+                            return result
+                        return call
+
+                    patches = [mock.patch(f"os.{name}", wrap(name)) for name in names]
+                    for patch in patches:
+                        patch.start()
+                    try:
+                        splitfile.extract(data, output, force=True)
+                        finished = True
+                    except KeyboardInterrupt:
+                        finished = False
+                    finally:
+                        for patch in patches:
+                            patch.stop()
+                    if finished:
+                        outcomes["finished"] += 1
+                        self.assertEqual({k: v for k, v in files_of(output).items() if ".splitfile-" not in k}, wanted)
+                    else:
+                        outcomes["rolled back"] += 1
+                        self.assertUnchanged(before)
+                    if calls[0] < nth:  # every call was passed without an interrupt: done
+                        break
+        self.assertGreater(outcomes["rolled back"], 40)
+        self.assertGreater(outcomes["finished"], 2)
+
+
+    def test_an_exception_after_the_last_file_is_in_place_undoes_nothing(self) -> None:
+        make_tree(self.dest, {"a.txt": b"old a\n", "b.txt": b"old b\n"})
+        real_unlink = os.unlink
+        dropped: list[str] = []
+
+        def exiting(path: str, *args: object, **kw: object) -> None:  # an app's SIGTERM handler calling sys.exit
+            if path.endswith(".old") and dropped:
+                raise SystemExit(143)
+            dropped.append(path)
+            real_unlink(path, *args, **kw)  # type: ignore[arg-type]
+
+        with mock.patch("os.unlink", exiting), self.assertRaises(SystemExit):
+            splitfile.extract(bundle(("a.txt", b"new a\n"), ("b.txt", b"new b\n")), self.dest, force=True)
+        found = {name: body for name, body in files_of(self.dest).items() if ".splitfile-" not in name}
+        self.assertEqual(found, {"a.txt": b"new a\n", "b.txt": b"new b\n"})
 
 
 class MannersTest(TempDirTest):
