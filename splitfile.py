@@ -3944,7 +3944,10 @@ def _write_stdout(data: bytes) -> None:
             raise OSError(errno.EBADF, "it is closed")
         stream.flush()
         buffer = getattr(stream, "buffer", None)
-        if buffer is not None:
+        fd = _descriptor(stream)
+        if fd is not None:
+            _write_all(fd, data)
+        elif buffer is not None:
             buffer.write(data)
             buffer.flush()
         else:
@@ -3953,6 +3956,31 @@ def _write_stdout(data: bytes) -> None:
     except (OSError, ValueError) as exc:  # ValueError: a closed file object
         _silence(stream)
         raise _OutputLost(exc) from None
+
+
+def _descriptor(stream: object) -> int | None:
+    """Return the descriptor under STREAM, or None if it has none (a stream in memory)."""
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of DATA to FD, waiting whenever a non-blocking one is full: a short write never loses the rest."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            try:
+                import select
+
+                select.select([], [fd], [])
+            except (OSError, ValueError, ImportError):  # no select on this kind of descriptor
+                import time
+
+                time.sleep(0.01)
 
 
 def _print_lines(lines: Iterable[str]) -> None:
@@ -4158,7 +4186,7 @@ def _main(argv: Sequence[str] | None, guard: SignalGuard) -> int:
                 _write_stderr(parser.format_usage())
             reporter.error(exc)
             return exc.exit_status
-        except MemoryError:  # whatever ran out, the writer has rolled back
+        except (MemoryError, ImportError):  # out of memory, even to load a module: the writer has rolled back
             guard.settle()
             reporter.say("error", "out of memory; nothing was written (free some memory and run again)")
             return EXIT_FAILURE

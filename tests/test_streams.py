@@ -8,7 +8,7 @@ import sys
 import time
 import unittest
 
-from tests.helpers import SCRIPT, TempDirTest, bundle, files_of
+from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, splitfile
 
 DATA = bundle(("a.txt", b"alpha\n"), ("sub/b.txt", b"beta\n"))
 NEAR_MISS = b"<<FILE typo>>>\n"  # a warning, never a failure
@@ -103,6 +103,31 @@ class StreamTest(TempDirTest):
         out, err = proc.communicate(timeout=60)
         self.assertEqual((proc.returncode, err), (0, b""))
         self.assertEqual(files_of(self.dest), {"first.txt": b"1\n", "second.txt": b"2\n"})
+
+
+class NonBlockingStdoutTest(TempDirTest):
+    def test_a_non_blocking_stdout_read_slowly_gets_every_byte(self) -> None:
+        body = b"".join(b"line %d of a long file\n" % i for i in range(60000))
+        self.write_bundle(bundle(("big.txt", body)))
+        self.write_bundle(body, name="big.txt")
+        wanted = {"-p": body, "--pack": splitfile.format([("big.txt", body)])}
+        for argv in (["bundle.txt", "-p", "big.txt"], ["--pack", "big.txt"]):
+            with self.subTest(argv=argv):
+                read_end, write_end = os.pipe()
+                os.set_blocking(write_end, False)  # as a parent's event loop may leave it
+                proc = subprocess.Popen([sys.executable, SCRIPT, *argv], stdout=write_end, stderr=subprocess.PIPE)
+                os.close(write_end)
+                time.sleep(0.5)  # the pipe fills and the child finds it full
+                chunks = []
+                while True:
+                    data = os.read(read_end, 1 << 16)
+                    if not data:
+                        break
+                    chunks.append(data)
+                os.close(read_end)
+                _, err = proc.communicate(timeout=60)
+                self.assertEqual((proc.returncode, err), (0, b""))
+                self.assertEqual(b"".join(chunks), wanted[argv[-2] if argv[0] == "bundle.txt" else argv[0]])
 
 
 class SourceInMessagesTest(TempDirTest):
