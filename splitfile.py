@@ -2711,7 +2711,7 @@ def pack(
 DIFF_MAX_LINES: Final = 1 << 17  # lines of one side
 DIFF_MAX_LINE: Final = 1 << 20  # bytes of one line
 DIFF_WORK: Final = 16  # line visits per line of the two sides the alignment may make
-DIFF_GAP_CELLS: Final = 1 << 16  # line pairs difflib may weigh in a region without unique lines
+DIFF_GAP_CELLS: Final = 1 << 12  # line pairs difflib may weigh in a region without unique lines (its cost grows faster)
 DIFF_MAX_EDITS: Final = 500  # edits Myers' search may look for in a larger one (its trace grows as the square)
 DIFF_CONTEXT: Final = 3  # lines around each change, as diff -u
 
@@ -3106,7 +3106,7 @@ def _align(a: Sequence[int], b: Sequence[int]) -> tuple[array[int], bool] | None
             if a0 < end_a and b0 < end_b:
                 todo.extend((a0, end_a, b0, end_b))
         elif common and (a1 - a0) * (b1 - b0) <= DIFF_GAP_CELLS:
-            budget -= (a1 - a0) * (b1 - b0) // 8
+            budget -= (a1 - a0) * (b1 - b0)
             matcher = difflib.SequenceMatcher(None, a[a0:a1], b[b0:b1], autojunk=False)
             for i, j, n in matcher.get_matching_blocks():
                 _add_run(runs, a0 + i, b0 + j, n)

@@ -30,6 +30,30 @@ def random_text(rng: random.Random, lines: int, alphabet: list[bytes]) -> bytes:
     return text.rstrip(b"\n") if rng.random() < 0.25 else text
 
 
+class DiffCostTest(unittest.TestCase):
+    """The work of the diff, counted (never timed): bounded by its budget even where difflib is slowest."""
+
+    def test_repeated_lines_cannot_make_difflib_weigh_more_than_the_budget(self) -> None:
+        old, new = [], []
+        for anchor in range(60):  # unique anchors between regions difflib is slowest on
+            old += [b"anchor %d\n" % anchor] + [b"x\n"] * 256
+            new += [b"anchor %d\n" % anchor] + [b"y\n", b"x\n"] * 128
+        weighed = [0]
+        import difflib
+
+        real = difflib.SequenceMatcher
+
+        def counting(junk: object, a: list[int], b: list[int], autojunk: bool = True) -> difflib.SequenceMatcher:
+            weighed[0] += len(a) * len(b)
+            return real(junk, a, b, autojunk=autojunk)  # type: ignore[arg-type]
+
+        with mock.patch("difflib.SequenceMatcher", counting):
+            patch = diff_of(b"".join(old), b"".join(new))
+        lines = len(old) + len(new)
+        self.assertLessEqual(weighed[0], splitfile.DIFF_WORK * lines + (1 << 16))
+        self.assertIn(b"@@", patch)
+
+
 class WholeDiffAppliesTest(TempDirTest):
     """The diff of a whole bundle turns the folder into what extract() would make, with patch and with git apply."""
 
