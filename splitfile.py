@@ -2521,12 +2521,13 @@ def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> lis
     found: list[tuple[str, str, Scanned]] = []
     for path in paths:
         name = _pack_name(path)
+        path = path.rstrip("/" + os.sep) or path  # 'link/' would make lstat follow the link
         try:
             st = os.lstat(path)
         except OSError as exc:
             raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
-        if stat.S_ISDIR(st.st_mode) and name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
-            warn(path, "skipped: a version-control folder")
+        if name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
+            warn(path, f"skipped: a version-control {'folder' if stat.S_ISDIR(st.st_mode) else 'file'}")
         elif stat.S_ISDIR(st.st_mode):
             inside = _pack_folder(path, name, _identity(st), warn)
             found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
@@ -2550,11 +2551,10 @@ def _pack_folder(
             child = f"{prefix}/{leaf}" if prefix else leaf
             if stat.S_ISLNK(st.st_mode):
                 warn(child_path, "skipped: a symlink (links are not followed)")
+            elif leaf.casefold() in VCS_FOLDERS:  # a folder, or a worktree's '.git' file
+                warn(child_path, f"skipped: a version-control {'folder' if stat.S_ISDIR(st.st_mode) else 'file'}")
             elif stat.S_ISDIR(st.st_mode):
-                if leaf.casefold() in VCS_FOLDERS:
-                    warn(child_path, "skipped: a version-control folder")
-                else:
-                    pending.append((child_path, child, _identity(st)))
+                pending.append((child_path, child, _identity(st)))
             elif stat.S_ISREG(st.st_mode):
                 found.append((child, child_path, _identity(st)))
             else:
@@ -2619,14 +2619,23 @@ def _open_scanned(path: str, expected: Scanned) -> int:
 
 
 def _read_fd(fd: int, path: str) -> Iterator[bytes]:
-    """Yield the contents of the open file FD (known as PATH) in chunks."""
+    """Yield the contents of the open file FD (known as PATH) in chunks: the size it has now, no more, no less.
+
+    A file that grows or shrinks while it is read is changing under the
+    pack: an error, as for a file swapped after the scan (and a file that
+    never stops growing is not read forever).
+    """
+    left = os.fstat(fd).st_size
     while True:
         try:
-            data = os.read(fd, CHUNK_SIZE)
+            data = os.read(fd, min(CHUNK_SIZE, left) if left else 1)
         except OSError as exc:
             raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
-        if not data:
+        if not data and not left:
             return
+        if not data or not left:  # shorter, or longer, than it was
+            raise _changed(path)
+        left -= len(data)
         yield data
 
 
@@ -2690,6 +2699,8 @@ def pack(
                 staged.truncate(start)
                 continue
             names.append(name)
+        if not names and not errors:  # splitting refuses a bundle without a block: say so now
+            errors.append(BundleError("nothing to bundle: no file under the paths given could be bundled"))
         if errors:
             raise _combined(errors)
         staged.seek(0)

@@ -300,3 +300,55 @@ class FormatTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PackEdgeTest(TempDirTest):
+    """Edges an outside probe found: a link named with a trailing slash, a worktree's .git file, an empty
+    pack, and files that grow or shrink while they are read."""
+
+    def test_a_link_named_with_a_trailing_slash_is_not_followed(self) -> None:
+        make_tree(self.tmp, {"real/a.txt": b"a\n"})
+        os.symlink("real", os.path.join(self.tmp, "link"))
+        result = run(["--pack", "link/", "real"])
+        self.assertEqual((result.code, result.out), (0, bundle(("real/a.txt", b"a\n"))))
+        self.assertEqual(result.err, "splitfile: warning: 'link': skipped: a symlink, not a file\n")
+
+    def test_a_worktrees_git_file_is_skipped_like_a_git_folder(self) -> None:
+        make_tree(self.tmp, {"w/.git": b"gitdir: /elsewhere\n", "w/a.txt": b"a\n"})
+        result = run(["--pack", "w"])
+        self.assertEqual((result.code, result.out), (0, bundle(("w/a.txt", b"a\n"))))
+        self.assertEqual(result.err, "splitfile: warning: 'w/.git': skipped: a version-control file\n")
+
+    def test_nothing_to_bundle_is_an_error_not_an_empty_bundle(self) -> None:
+        os.makedirs(os.path.join(self.tmp, "empty"))
+        make_tree(self.tmp, {"bin/x": b"\0\n"})
+        for paths in (["empty"], ["bin"]):
+            with self.subTest(paths=paths):
+                result = run(["--pack", *paths])
+                self.assertEqual((result.code, result.out), (1, b""))
+                self.assertIn("splitfile: error: nothing to bundle: no file under the paths given could be bundled\n",
+                              result.err)
+
+    def test_a_file_that_grows_or_shrinks_while_read_is_an_error(self) -> None:
+        real_read = os.read
+        for change in ("grow", "shrink"):
+            with self.subTest(change=change):
+                make_tree(self.tmp, {"p/a.txt": b"a\n" * 1000})
+                done = []
+
+                def reading(fd: int, size: int) -> bytes:
+                    if not done:
+                        done.append(True)
+                        with open(os.path.join(self.tmp, "p", "a.txt"), "r+b") as f:
+                            if change == "grow":
+                                f.seek(0, 2)
+                                f.write(b"more\n")
+                            else:
+                                f.truncate(10)
+                    return real_read(fd, size)
+
+                out = io.BytesIO()
+                with mock.patch("os.read", reading), self.assertRaises(splitfile.DiskError) as caught:
+                    splitfile.pack(["p"], out)
+                self.assertIn("it changed while the tree was being packed", caught.exception.message)
+                self.assertEqual(out.getvalue(), b"")
