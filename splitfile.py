@@ -142,6 +142,7 @@ class SplitError(Exception):
     """
 
     exit_status = EXIT_FAILURE
+    warnings: Sequence[SplitWarning] = ()  # warnings of the lines after the first problem, to report with it
 
     def __init__(self, message: str, line: int | None = None, name: str | None = None) -> None:
         super().__init__(message)
@@ -650,17 +651,38 @@ def _is_close_shaped(text: bytes) -> bool:
     return text.startswith(CLOSE_PREFIX) and text.endswith(MARKER_SUFFIX)
 
 
-# What chat answers wrap markers in: Markdown quotes, lists, bold, code spans.
-_DECORATION = b" \t\r\n\v\f>*_`~-+"
+# What chat answers wrap markers in: Markdown quotes, lists (also numbered),
+# headings, table cells, bold, code spans.
+_DECORATION = b" \t\r\n\v\f>*_`~-+#|0123456789."
 _BLANKS = b" \t\v\f\r"
-_TRAILING_DECORATION = b" \t\v\f*_`~"  # not '>': a marker ends with '>>>'
+_TRAILING_DECORATION = b" \t\v\f*_`~#|"  # not '>': a marker ends with '>>>'
 _MORE_HINTS = 100  # how many more likely closes of a never-closed block are counted
 _FENCE_LOOK = 64  # a fence line (```python) is short: this much of a body's head and tail tells
 
 
+def _without_invisible(text: bytes) -> bytes:
+    """Return TEXT without the invisible characters around it that are not ASCII (NBSP, zero-width, BOM)."""
+    if text.isascii():
+        return text
+    import unicodedata
+
+    decoded = text.decode("utf-8", "surrogateescape")
+    start, end = 0, len(decoded)
+    while start < end and _invisible(decoded[start], unicodedata.category):
+        start += 1
+    while end > start and _invisible(decoded[end - 1], unicodedata.category):
+        end -= 1
+    return decoded[start:end].encode("utf-8", "surrogateescape")
+
+
+def _invisible(ch: str, category: Callable[[str], str]) -> bool:
+    """Tell whether CH is a character beyond ASCII that shows as nothing: a blank, or a format character."""
+    return ord(ch) > 0x7F and (ch.isspace() or category(ch) == "Cf" or ch in INVISIBLE_FILLERS)
+
+
 def _is_near_miss(text: bytes) -> bool:
     """Tell whether TEXT, not an exact marker, looks like a mistyped one."""
-    core = text.strip().lstrip(_DECORATION)
+    core = _without_invisible(text.strip().lstrip(_DECORATION)).lstrip(_DECORATION)
     if not core.startswith(b"<<"):
         return False
     rest = core.lstrip(b"<").lstrip().upper()
@@ -693,6 +715,11 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
     None if TEXT does not read as a marker at all.
     """
     problems: list[str] = []
+    visible = _without_invisible(text)
+    if visible != text:
+        problems.append("it has an invisible character (a non-breaking or zero-width space, or a byte-order mark)"
+                        " before or after it")
+        text = visible
     core = text.rstrip(_BLANKS)
     if core != text:
         problems.append(_blanks(text[len(core):], "trailing"))
@@ -736,6 +763,9 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
     if closing != 3:
         problems.append(f"it ends with {closing} '>' where a marker has 3")
     name = rest[:len(rest) - closing]
+    if _without_invisible(name) != name:
+        problems.append(f"it has an invisible character around the name, after {word}")
+        name = _without_invisible(name)
     if name != name.lstrip(_BLANKS):
         problems.append(f"it has more than one blank after {word}")
         name = name.lstrip(_BLANKS)
@@ -743,6 +773,12 @@ def _repair(text: bytes) -> tuple[str, bytes, list[str]] | None:
         problems.append("it has a blank before '>>>'")
         name = name.rstrip(_BLANKS)
     return word, name, problems
+
+
+def _spelling(name: bytes) -> bytes:
+    """Return NAME as models vary it least: no quotes, no leading './', lower case."""
+    name = name.strip(b"\"'`")
+    return (name[2:] if name.startswith(b"./") else name).lower()
 
 
 def _is_unnamed(name: bytes) -> bool:
@@ -782,6 +818,9 @@ def _near_miss_why(text: bytes) -> tuple[bytes, bytes, str]:
 def _close_hint(block: _Block, text: bytes, number: int) -> str:
     """Return why body line NUMBER, TEXT, was probably meant to close BLOCK or to end it; "" if it was not."""
     close = block.close
+    if not text.isascii() and _without_invisible(text).strip(_BLANKS).lower() == close.lower():
+        return (f"line {number} {_show(text)} was probably meant to close it, but it has an invisible character"
+                f" (a non-breaking or zero-width space) around it; {_fix(b'END', block.raw_name)}")
     if _is_open_marker(text):
         fix = _fix(b"END", block.raw_name)
         return f"line {number} starts another block: is the END line above it missing? {fix} before it"
@@ -904,9 +943,9 @@ class _Block:
             first, more = self.hints
             message += f"; {first}"
             if more >= _MORE_HINTS:
-                message += f"; the block holds at least {more} more such lines"
+                message += f"; the block holds at least {more} more lines that may be meant to end it"
             elif more:
-                message += f"; the block holds {more} more such line{'s' if more > 1 else ''}"
+                message += f"; the block holds {more} more line{'s' if more > 1 else ''} that may be meant to end it"
         return message
 
 
@@ -1140,7 +1179,7 @@ class Parser:
             events.append(event)
             return
         if _is_close_shaped(text):
-            opener = self._opening.get(text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)])
+            opener = self._opening.get(self._spelled(text[len(CLOSE_PREFIX):-len(MARKER_SUFFIX)]))
             if opener is not None:
                 opener.closed_by = _Located(self._offset(), lines.now(), lines)
                 raise self._error(f"{_show(text)} closes no open block: line {opener.line} was meant to open it")
@@ -1156,8 +1195,8 @@ class Parser:
             keyword, name, why = _near_miss_why(text)
             miss = NearMiss(text[:200], why, self._offset(), lines.now(), lines)
             opener = None
-            if keyword == b"END" and self._opening:  # an unnamed close closes the last FILE line
-                opener = self._opening.pop(name or list(self._opening)[-1], None)
+            if keyword == b"END" and self._opening:  # closes the FILE line it names (in any spelling), or the last
+                opener = self._opening.pop(self._spelled(name) if name else next(reversed(self._opening)), None)
             if opener is not None:  # the error at the FILE line names this line: no warning of its own
                 opener.closed_by = miss
                 return
@@ -1171,6 +1210,21 @@ class Parser:
                     self._release(events)
             else:
                 events.append(miss)
+
+    def _spelled(self, name: bytes) -> bytes:
+        """Return the name of the FILE near miss that NAME, from an END line, closes: itself or another spelling.
+
+        Another spelling is what a model writes for the same file: other
+        case, quotes or a leading './', or only the last part of the path.
+        """
+        if name in self._opening:
+            return name
+        wanted = _spelling(name)
+        for opened in reversed(self._opening):
+            found = _spelling(opened)
+            if found == wanted or found.rsplit(b"/", 1)[-1] == wanted.rsplit(b"/", 1)[-1]:
+                return opened
+        return name
 
     def _note_indented_body(self, text: bytes) -> None:
         """Say so in the indented FILE near miss just before TEXT if TEXT, its first body line, is indented too."""
@@ -3522,6 +3576,14 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
     """
     index = NameIndex()
     errors: list[SplitError] = []
+    held: list[SplitWarning] = []  # warnings after the first error: they are reported with the errors, in line order
+
+    def warn(message: str, line: int) -> None:
+        if errors:
+            held.append(SplitWarning(message, line))
+        else:
+            reporter.warning(message, line)
+
     current: Entry | None = None
     opened: Open | None = None
     structure: BundleError | None = None
@@ -3555,11 +3617,11 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
                         event.line,
                     ))
                 else:
-                    reporter.warning(f"{shown} looks like a marker but is not one, so it was ignored: {event.why}",
+                    warn(f"{shown} looks like a marker but is not one, so it was ignored: {event.why}",
                                      event.line)
             elif type(event) is Fenced and opened is not None:
                 first, last = opened.line + 1, event.line - 1
-                reporter.warning(
+                warn(
                     f"the body of {quote(opened.name)} starts with a Markdown fence (line {first}) and ends"
                     f" with one (line {last}); both are kept, as bodies are exact: delete those two lines"
                     " if they are not part of the file",
@@ -3572,10 +3634,10 @@ def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Co
     collected = getattr(consumer, "errors", None) or []
     found = sorted(errors + collected, key=lambda error: error.line or 0)
     if structure is not None:
-        if not found:
-            raise structure
         found.append(structure)
-    raise _combined(found)
+    failure = _combined(found)
+    failure.warnings = held
+    raise failure
 
 
 class _Collector:
@@ -3756,8 +3818,10 @@ def _api_call(
     inp = _open_input(bundle, sink)
     try:
         return job(inp, sink)
-    except BundleError as exc:
-        if isinstance(bundle, str) and "\n" not in bundle and os.path.isfile(bundle):
+    except SplitError as exc:
+        for warning in exc.warnings:  # the lines after the first problem: still passed on
+            sink.warning(warning.message, warning.line)
+        if isinstance(exc, BundleError) and isinstance(bundle, str) and "\n" not in bundle and os.path.isfile(bundle):
             # The one mistake the str-is-text rule invites: say how to pass a path.
             exc.message += f"; to read the file {quote(bundle)}, pass pathlib.Path({bundle!r})"
         raise
@@ -3901,9 +3965,14 @@ class _Reporter(_Sink):
         _write_stderr(f"splitfile: {kind}: {text}\n")
 
     def error(self, exc: SplitError) -> None:
-        """Report EXC, and each error it holds."""
-        for each in exc.errors:
-            self.say("error", each.render("" if isinstance(each, UsageError) else self.source))
+        """Report each error EXC holds, and the warnings that came with them, in line order."""
+        found: list[SplitError | SplitWarning] = [*exc.errors, *exc.warnings]
+        found.sort(key=lambda each: (each.line is None, each.line or 0))  # stable: errors first on a line
+        for each in found:
+            if isinstance(each, SplitWarning):
+                self.warning(each.message, each.line)
+            else:
+                self.say("error", each.render("" if isinstance(each, UsageError) else self.source))
 
     def warning(self, message: str, line: int | None = None) -> None:
         """Report a warning unless -q was given."""

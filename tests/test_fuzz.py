@@ -89,6 +89,15 @@ def reference_unnamed(name: bytes) -> bool:
     return word in (b"", b"FILE") or word.startswith((b"FILE:", b"FILE "))
 
 
+def reference_same_file(a: bytes, b: bytes) -> bool:
+    """Tell whether names A and B are spellings of one file as models write them (quotes, './', case, basename)."""
+    def plain(name: bytes) -> bytes:
+        name = name.strip(b"\"'`")
+        return (name[2:] if name.startswith(b"./") else name).lower()
+
+    return plain(a) == plain(b) or plain(a).split(b"/")[-1] == plain(b).split(b"/")[-1]
+
+
 def reference_loses_a_file(data: bytes) -> bool:
     """Tell whether a near-miss FILE line of DATA is closed by name outside any block (SPEC 1.10): a failure."""
     name: bytes | None = None
@@ -99,13 +108,15 @@ def reference_loses_a_file(data: bytes) -> bool:
             name = None if text == b"<<<END " + name + b">>>" else name
         elif text.startswith(b"<<<FILE ") and text.endswith(b">>>"):
             name, meant = text[8:-3], set()
-        elif text.startswith(b"<<<END ") and text.endswith(b">>>") and text[7:-3] in meant:
+        elif text.startswith(b"<<<END ") and text.endswith(b">>>") and any(
+                reference_same_file(text[7:-3], one) for one in meant):
             return True
         else:
             near = reference_meant(text)
             if near and near[0] == b"FILE":
                 meant.add(near[1])
-            elif near and meant and (near[1] in meant or reference_unnamed(near[1])):
+            elif near and meant and (any(reference_same_file(near[1], one) for one in meant)
+                                     or reference_unnamed(near[1])):
                 return True
     return False
 

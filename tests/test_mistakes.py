@@ -14,6 +14,23 @@ from tests.helpers import TempDirTest, bundle, files_of, make_tree, run, snapsho
 
 # title, bundle, exit status, exact stderr lines ({src} is the bundle's name in messages)
 MISTAKES = [
+    # Found by an outside probe: decoration beyond ASCII Markdown, another spelling, an invisible blank.
+    ('zero-width space before both markers', b'<<<FILE ok.py>>>\nok\n<<<END ok.py>>>\n' + b'\xe2\x80\x8b<<<FILE b.py>>>\ny\n\xe2\x80\x8b<<<END b.py>>>\n', 1,
+     ["splitfile: error: {src}:4: '\\u200b<<<FILE b.py>>>' is not a marker, so the file that line 6 closes would be lost: it has an invisible character (a non-breaking or zero-width space, or a byte-order mark) before or after it; write '<<<FILE b.py>>>'"]),
+    ('heading markers', b'<<<FILE ok.py>>>\nok\n<<<END ok.py>>>\n' + b'### <<<FILE a.py>>>\nx\n### <<<END a.py>>>\n', 1,
+     ["splitfile: error: {src}:4: '### <<<FILE a.py>>>' is not a marker, so the file that line 6 closes would be lost: it carries Markdown decoration ('###' before it); a marker is plain text; write '<<<FILE a.py>>>'"]),
+    ('numbered list markers', b'<<<FILE ok.py>>>\nok\n<<<END ok.py>>>\n' + b'1. <<<FILE a.py>>>\nx\n2. <<<END a.py>>>\n', 1,
+     ["splitfile: error: {src}:4: '1. <<<FILE a.py>>>' is not a marker, so the file that line 6 closes would be lost: it carries Markdown decoration ('1.' before it); a marker is plain text; write '<<<FILE a.py>>>'"]),
+    ('table cell markers', b'<<<FILE ok.py>>>\nok\n<<<END ok.py>>>\n' + b'| <<<FILE a.py>>> |\nx\n| <<<END a.py>>> |\n', 1,
+     ["splitfile: error: {src}:4: '| <<<FILE a.py>>> |' is not a marker, so the file that line 6 closes would be lost: it carries Markdown decoration ('|' before it and '|' after it); a marker is plain text; write '<<<FILE a.py>>>'"]),
+    ('bold markers, the END naming another spelling', b'<<<FILE ok.py>>>\nok\n<<<END ok.py>>>\n' + b'**<<<FILE src/a.py>>>**\nx\n**<<<END a.py>>>**\n', 1,
+     ["splitfile: error: {src}:4: '**<<<FILE src/a.py>>>**' is not a marker, so the file that line 6 closes would be lost: it carries Markdown decoration ('**' before it and '**' after it); a marker is plain text; write '<<<FILE src/a.py>>>'"]),
+    ('a close with a trailing no-break space', b'<<<FILE a.py>>>\nx\n<<<END a.py>>>\xc2\xa0\n', 1,
+     ["splitfile: error: {src}:1: block 'a.py' is never closed: no '<<<END a.py>>>' line follows; line 3 '<<<END a.py>>>\\xa0' was probably meant to close it, but it has an invisible character (a non-breaking or zero-width space) around it; write '<<<END a.py>>>'"]),
+    ('warnings and errors in line order', b'<<<FILE ../b.py>>>\nx\n<<<END ../b.py>>>\n**<<<FILE c.py>>>**\n<<<FILE d.py>>>\ny\n', 1,
+     ["splitfile: error: {src}:1: invalid name '../b.py': it has a '..' part",
+      "splitfile: warning: {src}:4: '**<<<FILE c.py>>>**' looks like a marker but is not one, so it was ignored: it carries Markdown decoration ('**' before it and '**' after it); a marker is plain text; write '<<<FILE c.py>>>'",
+      "splitfile: error: {src}:5: block 'd.py' is never closed: no '<<<END d.py>>>' line follows"]),
     ('bare <<<END>>>', b'<<<FILE stats.py>>>\nimport math\n\ndef mean(xs):\n<<<END>>>\n', 1,
      ["splitfile: error: {src}:1: block 'stats.py' is never closed: no '<<<END stats.py>>>' line follows; line 5 '<<<END>>>' does not name the file; write '<<<END stats.py>>>'"]),
     ('<<<END FILE>>>', b'<<<FILE a.py>>>\nx = 1\n<<<END FILE>>>\n', 1,
@@ -25,7 +42,7 @@ MISTAKES = [
     ('<<<END FILE: a>>>', b'<<<FILE a.py>>>\nx = 1\n<<<END FILE: a.py>>>\n', 1,
      ["splitfile: error: {src}:1: block 'a.py' is never closed: no '<<<END a.py>>>' line follows; line 3 '<<<END FILE: a.py>>>' does not name the file; write '<<<END a.py>>>'"]),
     ('unnamed closes counted', b'<<<FILE a.py>>>\n1\n<<<END>>>\n<<<FILE b.py>>>\n2\n<<<END>>>\n<<<FILE c.py>>>\n3\n<<<END>>>\n', 1,
-     ["splitfile: error: {src}:1: block 'a.py' is never closed: no '<<<END a.py>>>' line follows; line 3 '<<<END>>>' does not name the file; write '<<<END a.py>>>'; the block holds 4 more such lines"]),
+     ["splitfile: error: {src}:1: block 'a.py' is never closed: no '<<<END a.py>>>' line follows; line 3 '<<<END>>>' does not name the file; write '<<<END a.py>>>'; the block holds 4 more lines that may be meant to end it"]),
     ('close naming another spelling', b'<<<FILE src/util.py>>>\ndef f(): pass\n<<<END util.py>>>\n', 1,
      ["splitfile: error: {src}:1: block 'src/util.py' is never closed: no '<<<END src/util.py>>>' line follows; line 3 '<<<END util.py>>>' names 'util.py', not 'src/util.py'; write '<<<END src/util.py>>>'"]),
     ('close naming ./ spelling', b'<<<FILE src/util.py>>>\ndef f(): pass\n<<<END ./src/util.py>>>\n', 1,

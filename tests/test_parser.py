@@ -190,7 +190,7 @@ class StructureErrorTest(unittest.TestCase):
                 self.assertIn("line 3 '  <<<end a>>>' was probably meant to close it", caught.exception.message)
 
     def test_likely_closes_are_counted_up_to_a_bound(self) -> None:
-        for count, words in ((3, "the block holds 2 more such lines"), (150, "at least 100 more such lines")):
+        for count, words in ((3, "the block holds 2 more lines that may be meant to end it"), (150, "at least 100 more lines that may be meant to end it")):
             data = b"<<<FILE a>>>\n" + b"x\n<<<END>>>\n" * count
             for sizes, reread in ((None, False), ([5], False), (None, True), ([5], True)):
                 with self.subTest(count=count, sizes=sizes, reread=reread):
