@@ -517,23 +517,30 @@ class _CountedLines(_Lines):
 class _RereadLines(_Lines):
     """Line numbers found when asked for, by reading the bundle file again from the last one found."""
 
-    __slots__ = ("_reread", "_counted")
+    __slots__ = ("_reread", "_offsets", "_newlines")
 
     def __init__(self, reread: Reread) -> None:
         super().__init__()
         self._reread = reread
-        self._counted = (0, 0)  # (offset, newlines before it) found so far
+        # Every offset asked for so far, in order, and the newlines before it:
+        # a line asked for after a later one is counted on from the nearest
+        # offset before it, never from the top (linear, however asked).
+        self._offsets = [0]
+        self._newlines = [0]
 
     def now(self) -> int:
         return 0
 
     def at(self, offset: int) -> int:
-        start, newlines = self._counted
-        if offset < start:  # an earlier line than any asked for so far: count from the top
-            start, newlines = 0, 0
+        import bisect
+
+        nearest = bisect.bisect_right(self._offsets, offset) - 1
+        start, newlines = self._offsets[nearest], self._newlines[nearest]
         for chunk in self._reread(start, offset):
             newlines += chunk.count(b"\n")
-        self._counted = (offset, newlines)
+        if start != offset:
+            self._offsets.insert(nearest + 1, offset)
+            self._newlines.insert(nearest + 1, newlines)
         return newlines + 1
 
     def passed(self, block: _Block, buf: Buffer, start: int, end: int, at_line_start: bool) -> None:
@@ -2067,6 +2074,8 @@ class Writer:
                 return entry  # dry run into a missing DIR: all new (or DIR cannot be made: an error)
             parts = entry.folder_parts
             folder = self._tree.folder(parts, not self.dry_run, self._journal)
+            if folder is None and not self.dry_run:  # made, or found made, and gone again before it was opened
+                raise TargetError("its folder disappeared during the run")
             if folder is not None and not self._tree.is_new(parts):
                 self._examine(entry, folder)
             if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
@@ -2301,6 +2310,9 @@ class Writer:
                     raise
                 moved = True
         if moved:
+            now = tree.lstat(folder, leaf).st_mode  # a link failing may mean a folder took the file's place
+            if not (stat.S_ISREG(now) or stat.S_ISLNK(now)):
+                raise TargetError(f"it changed during the run: it is {_describe(now)} now; only files are replaced")
             journal.do(_ASIDE, entry, lambda: tree.rename(folder, leaf, backup, replace=False))
         journal.do(_REPLACED, entry, lambda: tree.rename(folder, temp, leaf, replace=True))
 
@@ -3509,14 +3521,29 @@ def _file_input(path: str, sink: _Sink) -> _Input:
         stream.close()
         raise
     regular = stat.S_ISREG(st.st_mode)
+    chunks = _read_chunks(stream, sink.advance)
     # A bundle file can be read again, so lines need counting only for messages.
     return _Input(
         path,
-        _read_chunks(stream, sink.advance),
+        _whole(chunks, st.st_size) if regular else chunks,
         _rereader(path) if regular else None,
         st.st_size if regular else None,
         stream,
     )
+
+
+def _whole(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Yield CHUNKS of a bundle file that held SIZE bytes when opened; fail if it ends before that.
+
+    A file cut short while it is read (rewritten by another program) would
+    otherwise look like a shorter bundle, and its last files be lost.
+    """
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        yield chunk
+    if read < size:
+        raise DiskError(f"the bundle file shrank while it was read ({read} of {size} bytes); nothing was written")
 
 
 def _read_chunks(stream: IO[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
@@ -3558,12 +3585,27 @@ def _wait_until_readable(stream: IO[bytes]) -> bool:
         fd = stream.fileno()
         if os.get_blocking(fd):
             return False
-        import select
-
-        select.select([fd], [], [])
     except (OSError, ValueError, AttributeError):  # not a real descriptor, or a system that cannot tell
         return False
+    _wait_for(fd, readable=True)
     return True
+
+
+def _wait_for(fd: int, readable: bool) -> None:
+    """Wait until the non-blocking descriptor FD can be read (READABLE) or written."""
+    import select
+
+    try:
+        if hasattr(select, "poll"):  # select() cannot watch a descriptor of 1024 or more
+            poller = select.poll()
+            poller.register(fd, select.POLLIN if readable else select.POLLOUT)
+            poller.poll()
+        else:
+            select.select([fd] if readable else [], [] if readable else [fd], [])
+    except (OSError, ValueError):  # a descriptor no call can wait on: wait a little instead
+        import time
+
+        time.sleep(0.01)
 
 
 def _walk(events: Iterable[Event], windows: bool, reporter: _Sink, consumer: _Consumer) -> None:
@@ -4053,14 +4095,7 @@ def _write_all(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
-            try:
-                import select
-
-                select.select([], [fd], [])
-            except (OSError, ValueError, ImportError):  # no select on this kind of descriptor
-                import time
-
-                time.sleep(0.01)
+            _wait_for(fd, readable=False)
 
 
 def _print_lines(lines: Iterable[str]) -> None:
@@ -4161,6 +4196,13 @@ def _cli_extract(args: argparse.Namespace, inp: _Input, windows: bool, reporter:
     checked: list[bool] = []
     try:
         entries = _extract(inp, writer, windows, reporter, lambda: checked.append(True))
+    except (Interrupted, KeyboardInterrupt):
+        # A signal can land after another failure and before the rollback
+        # starts; the journal keeps what is left, so roll back again (at most
+        # one signal is ever raised, so this one runs to its end).
+        for problem in writer.rollback():
+            reporter.problem(problem)
+        raise
     except SplitError:
         if args.dry_run and checked:  # the plan, then why the real run would fail
             reporter.clear()
