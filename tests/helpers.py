@@ -105,6 +105,21 @@ def run(argv: list[str], stdin: bytes = b"", tty: bool = False) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def read_terminal(leader: int) -> bytes:
+    """Return all a pseudo-terminal's other side wrote, once it is closed (reading then fails or ends)."""
+    screen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # Linux: EIO once the other side is closed
+            break
+        if not data:
+            break
+        screen += data
+    os.close(leader)
+    return screen
+
+
 def run_process(argv: list[str], stdin: bytes = b"", **kw) -> subprocess.CompletedProcess:
     """Run splitfile.py as a real process."""
     return subprocess.run(

@@ -12,7 +12,7 @@ import sys
 import unittest
 from unittest import mock
 
-from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, run, splitfile
+from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, read_terminal, run, splitfile
 
 PATCH = shutil.which("patch")
 GIT = shutil.which("git")
@@ -286,16 +286,7 @@ class TerminalTest(TempDirTest):
         proc = subprocess.Popen([sys.executable, SCRIPT, path, "--diff", "-o", self.dest], stdout=follower,
                                 stderr=subprocess.PIPE)
         os.close(follower)
-        screen = b""
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            screen += data
-        os.close(leader)
+        screen = read_terminal(leader)
         proc.wait(timeout=60)
         assert proc.stderr is not None
         proc.stderr.close()

@@ -11,7 +11,7 @@ import time
 import unittest
 from unittest import mock
 
-from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, run, snapshot, splitfile
+from tests.helpers import SCRIPT, TempDirTest, bundle, files_of, make_tree, read_terminal, run, snapshot, splitfile
 
 
 class PackTest(TempDirTest):
@@ -177,16 +177,7 @@ class ProgressTest(TempDirTest):
         proc.stdin.write(b"<<<END b>>>\n")
         proc.stdin.close()
         proc.wait(timeout=30)
-        screen = b""
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            screen += data
-        os.close(leader)
+        screen = read_terminal(leader)
         return proc.returncode, screen
 
     def test_progress_is_drawn_on_a_terminal_and_erased_at_the_end(self) -> None:
