@@ -1983,6 +1983,27 @@ def _missing_folders(root: str) -> list[str]:
     return missing
 
 
+def _after_making(missing: list[str]) -> str | None:
+    """Return the folder that exists now which MISSING's last path names once MISSING is made; None if none.
+
+    For a dry run of `-o new/..`: the real run makes `new`, and then DIR is
+    the folder above it, whose targets must be looked at as the run would.
+    """
+    here = os.path.dirname(missing[0])  # exists
+    made = 0  # folders below HERE that the run would make
+    for path in missing:
+        part = os.path.basename(path)
+        if part in ("", "."):
+            continue
+        if part == ".." and made:
+            made -= 1
+        elif made or not os.path.lexists(os.path.join(here, part)):
+            made += 1
+        else:
+            here = os.path.join(here, part)
+    return None if made else here
+
+
 class Writer:
     """Stage bodies next to their targets; commit all at once, or roll back.
 
@@ -2033,7 +2054,11 @@ class Writer:
             if missing:
                 self._check_makeable(missing[0])  # so that a dry run fails where the run would
             if self.dry_run and missing:
-                return False
+                existing = _after_making(missing)
+                if existing is None:  # DIR would be new: every target is new
+                    return False
+                self._tree.root = existing  # `new/..`: once `new` is made, DIR is a folder that exists now
+                missing = []
             for path in missing:
                 try:
                     self._journal.do(_ROOT, path, lambda: os.mkdir(path))

@@ -168,6 +168,19 @@ class OutputPathTest(TempDirTest):
                 self.assertTrue(dry.err.startswith("splitfile: error: bundle.txt: "), dry.err)
                 self.assertEqual(snapshot(self.outer), before)
 
+    def test_dry_run_through_a_folder_it_would_make_and_leave_looks_at_the_targets(self) -> None:
+        make_tree(self.dest, {"a": b"other\n"})
+        data = self.write_bundle(bundle(("a", b"1\n"), ("b", b"2\n")))
+        out = os.path.join(self.dest, "new", "..")  # the run makes `new`, then writes beside it
+        before = snapshot(self.outer)
+        real = run([data, "-o", out])
+        dry = run([data, "-n", "-o", out])
+        self.assertEqual((real.code, dry.code), (1, 1))
+        self.assertEqual(dry.out, b"changed a\nnew b\n")
+        self.assertEqual(real.err, dry.err)
+        self.assertIn("'a' exists with other content", dry.err)
+        self.assertEqual(snapshot(self.outer), before)
+
     def test_dry_run_into_a_missing_folder_under_link_dotdot_succeeds(self) -> None:
         data = self.write_bundle(bundle(("a", b"1\n")))
         result = run([data, "-n", "-o", os.path.join(self.link, "..", "new", "deeper")])
