@@ -2001,6 +2001,8 @@ def _after_making(missing: list[str]) -> str | None:
             made += 1
         else:
             here = os.path.join(here, part)
+            if not os.path.isdir(here):  # a file or a dangling link on the way: the run fails here too
+                return here
     return None if made else here
 
 
@@ -2039,6 +2041,7 @@ class Writer:
         self._have_root = False
         self._serial = 0
         self._place_new: Callable[[Entry, Handle], None] = self._place_by_link
+        self._renameat2_works = True  # until this filesystem refuses renameat2's RENAME_NOREPLACE
 
     # -- staging -------------------------------------------------------------
 
@@ -2289,6 +2292,7 @@ class Writer:
         except OSError as exc:  # this filesystem cannot: link and unlink from now on
             if exc.errno not in (errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)):
                 raise
+            self._renameat2_works = False
             self._place_new = self._place_by_link
             self._place_by_link(entry, folder)
 
@@ -2307,7 +2311,12 @@ class Writer:
         entry.serial = None  # no temporary name is left
 
     def _place_by_lstat_rename(self, entry: Entry, folder: Handle) -> None:
-        """Name a new file by a rename after making sure the name is free (no hard links here)."""
+        """Name a new file where hard links are missing: renameat2 where it works, else a look, then a rename."""
+        rename = _rename_noreplace() if isinstance(folder, int) and self._renameat2_works else None
+        if rename is not None:  # where it exists, a rename that never replaces leaves no gap to race
+            self._place_new = lambda entry, folder: self._place_by_renameat2(rename, entry, folder)
+            self._place_new(entry, folder)
+            return
         try:
             self._tree.lstat(folder, entry.leaf)
             raise FileExistsError(errno.EEXIST, "File exists")

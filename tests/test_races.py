@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import threading
@@ -10,6 +11,16 @@ import unittest
 from unittest import mock
 
 from tests.helpers import TempDirTest, bundle, files_of, make_tree, run, snapshot, splitfile
+
+
+class DryRunPathTest(TempDirTest):
+    def test_a_dry_run_through_new_dotdot_to_a_file_fails_like_the_run(self) -> None:
+        make_tree(self.dest, {"afile": b"f\n"})
+        out = os.path.join(self.dest, "new", "..", "afile", "x")
+        real = run(["-o", out], stdin=bundle(("a", b"1\n")))
+        dry = run(["-n", "-o", out], stdin=bundle(("a", b"1\n")))
+        self.assertEqual((real.code, dry.code), (1, 1))
+        self.assertEqual(os.listdir(self.dest), ["afile"])
 
 
 class FolderGoneTest(TempDirTest):
@@ -48,6 +59,45 @@ class FolderAtTargetTest(TempDirTest):
         self.assertEqual(result.code, 1)
         self.assertIn("cannot write 'a': it changed during the run: it is a directory now", result.err)
         self.assertEqual(files_of(self.dest), {"a/work.txt": b"precious\n"})
+
+
+@unittest.skipUnless(splitfile.HAVE_DIR_FD and splitfile._rename_noreplace(), "needs renameat2 (Linux)")
+class NoHardLinksTest(TempDirTest):
+    """Where hard links are missing, a new file never replaces one that appeared meanwhile."""
+
+    @staticmethod
+    def no_links(*args: object, **kw: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def test_a_file_that_appears_just_before_the_rename_is_never_replaced(self) -> None:
+        real = splitfile._rename_noreplace()
+        assert real is not None
+        target = os.path.join(self.dest, "a.txt")
+
+        def planting() -> object:
+            def rename(folder: int, old: str, new: str) -> None:
+                if new == "a.txt" and not os.path.exists(target):
+                    with open(target, "wb") as f:  # another program, just before the rename
+                        f.write(b"theirs\n")
+                real(folder, old, new)
+            return rename
+
+        with mock.patch("os.link", self.no_links), mock.patch.object(splitfile, "_rename_noreplace", planting):
+            result = run(["-o", self.dest], stdin=bundle(("a.txt", b"ours\n")))
+        self.assertEqual(result.code, 1)
+        self.assertIn("something appeared there during the run", result.err)
+        self.assertEqual(files_of(self.dest), {"a.txt": b"theirs\n"})
+
+    def test_without_renameat2_either_a_look_then_a_rename_still_works(self) -> None:
+        def refused() -> object:
+            def rename(folder: int, old: str, new: str) -> None:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return rename
+
+        with mock.patch("os.link", self.no_links), mock.patch.object(splitfile, "_rename_noreplace", refused):
+            result = run(["-o", self.dest], stdin=bundle(("a.txt", b"1\n"), ("b/c.txt", b"2\n")))
+        self.assertEqual((result.code, result.err), (0, ""))
+        self.assertEqual(files_of(self.dest), {"a.txt": b"1\n", "b/c.txt": b"2\n"})
 
 
 class ShrinkingBundleTest(TempDirTest):
