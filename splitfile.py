@@ -1379,9 +1379,25 @@ class SignalGuard:
         import signal
 
         self.settle()
+        if not self._saved:
+            return
+        # A signal that lands while the handlers are swapped finds no Python
+        # handler, and Python prints "Signal N ignored due to race condition"
+        # with a traceback. The outcome is settled: such a signal changes
+        # nothing, so say nothing of it either.
+        previous = sys.unraisablehook
+
+        def quiet(unraisable: object) -> None:
+            if "race condition" not in str(getattr(unraisable, "exc_value", "")):
+                previous(unraisable)  # type: ignore[arg-type]
+
+        sys.unraisablehook = quiet
         for signum, handler in self._saved.items():
             # The default action would kill a process whose outcome is decided.
             signal.signal(signum, handler if self._restore else signal.SIG_IGN)  # type: ignore[arg-type]
+        if self._restore:  # a caller's process goes on: its own hook again, once pending signals are checked
+            signal.getsignal(signal.SIGINT)
+            sys.unraisablehook = previous
 
     def _handle(self, signum: int, frame: object) -> None:
         """Note SIGNUM; raise Interrupted unless held or settled (the first one only)."""

@@ -105,6 +105,13 @@ def run(argv: list[str], stdin: bytes = b"", tty: bool = False) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def inherited_ignored(signum: int) -> bool:
+    """Tell whether this process was started with SIGNUM ignored (a background job: SIGINT), as its children are."""
+    import signal
+
+    return signal.getsignal(signum) == signal.SIG_IGN
+
+
 def read_terminal(leader: int) -> bytes:
     """Return all a pseudo-terminal's other side wrote, once it is closed (reading then fails or ends)."""
     screen = b""
