@@ -218,6 +218,15 @@ def _combined(errors: Sequence[SplitError]) -> SplitError:
     return errors[0] if len(errors) == 1 else ErrorList(errors)
 
 
+def _reason(exc: BaseException) -> str:
+    """Return the human part of an error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, SplitError):
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
 def _path_arg(value: object, what: str) -> str:
     """Return VALUE, a path given to a function (str, bytes or os.PathLike), as a str; else a UsageError about WHAT."""
     try:
@@ -1888,15 +1897,6 @@ def _describe(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a device"
-
-
-def _reason(exc: BaseException) -> str:
-    """Return the human part of an error."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, SplitError):
-        return exc.message
-    return str(exc) or type(exc).__name__
 
 
 def _rename_noreplace() -> Callable[[int, str, str], None] | None:
