@@ -105,6 +105,46 @@ def run(argv: list[str], stdin: bytes = b"", tty: bool = False) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+# The os functions splitfile calls on the filesystem, wrapped by the fault and swap tests.
+OS_CALLS = ("open", "read", "write", "close", "mkdir", "rename", "replace", "link", "unlink", "rmdir",
+            "fsync", "fchmod", "stat", "lstat", "fstat")
+_PATH_MODULES = {"os", "genericpath", "posixpath", "ntpath", "tests.helpers", "tests.test_safety"}
+
+
+def called_by_splitfile() -> bool:
+    """Tell whether the os call being wrapped comes from splitfile itself (perhaps through os.path).
+
+    Call it from the wrapper itself: two frames up is whoever called the os function.
+    """
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") in _PATH_MODULES:
+        frame = frame.f_back
+    return frame is not None and frame.f_globals.get("__name__") == "splitfile"
+
+
+class PatchedOs:
+    """A context in which each of OS_CALLS goes through `self._wrap(name, real)`, a subclass's wrapper."""
+
+    def __init__(self) -> None:
+        self._patches: list = []
+
+    def _wrap(self, name: str, real):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        from unittest import mock
+
+        for name in OS_CALLS:
+            patcher = mock.patch.object(os, name, self._wrap(name, getattr(os, name)))
+            patcher.start()
+            self._patches.append(patcher)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for patcher in reversed(self._patches):
+            patcher.stop()
+
+
 def inherited_ignored(signum: int) -> bool:
     """Tell whether this process was started with SIGNUM ignored (a background job: SIGINT), as its children are."""
     import signal

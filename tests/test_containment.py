@@ -8,30 +8,23 @@ import stat
 import unittest
 from unittest import mock
 
-from tests.helpers import TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
+from tests.helpers import (
+    PatchedOs, TempDirTest, bundle, called_by_splitfile, files_of, leftovers, make_tree, run, snapshot, splitfile,
+)
 
-OPS = ("open", "read", "write", "close", "mkdir", "rename", "replace", "link", "unlink", "rmdir",
-       "fsync", "fchmod", "stat", "lstat", "fstat")
-
-
-class _SwapAt:
+class _SwapAt(PatchedOs):
     """Before call number `at` that splitfile makes to an os function, swap what the run made for symlinks."""
 
     def __init__(self, swap=None, at: int = 0) -> None:
+        super().__init__()
         self.swap, self.at = swap, at
         self.count = 0
         self.busy = False
-        self._patches = []
 
-    def _wrap(self, real):
+    def _wrap(self, name, real):
         def call(*args, **kwargs):
             if not self.busy:
-                import sys
-
-                caller = sys._getframe(1)
-                while caller is not None and caller.f_globals.get("__name__") in ("os", "posixpath", "genericpath"):
-                    caller = caller.f_back
-                if caller is not None and caller.f_globals.get("__name__") == "splitfile":
+                if called_by_splitfile():
                     self.count += 1
                     if self.swap and self.count == self.at:
                         self.busy = True
@@ -41,17 +34,6 @@ class _SwapAt:
                             self.busy = False
             return real(*args, **kwargs)
         return call
-
-    def __enter__(self) -> _SwapAt:
-        for name in OPS:
-            patcher = mock.patch.object(os, name, self._wrap(getattr(os, name)))
-            patcher.start()
-            self._patches.append(patcher)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for patcher in reversed(self._patches):
-            patcher.stop()
 
 
 @unittest.skipUnless(splitfile.HAVE_DIR_FD, "the no-follow walk needs dir_fd")

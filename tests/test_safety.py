@@ -12,7 +12,10 @@ import sys
 import unittest
 from unittest import mock
 
-from tests.helpers import ForceNoDirFd, TempDirTest, bundle, files_of, leftovers, make_tree, run, snapshot, splitfile
+from tests.helpers import (
+    OS_CALLS, ForceNoDirFd, PatchedOs, TempDirTest, bundle, called_by_splitfile, files_of, leftovers, make_tree, run,
+    snapshot, splitfile,
+)
 from tests.test_names import UNIVERSAL, WINDOWS_ONLY
 
 
@@ -98,49 +101,26 @@ class TrapNoDirFdTest(ForceNoDirFd, TrapTest):
 
 
 ERRNOS = (errno.ENOSPC, errno.EIO, errno.EACCES)
-OPS = ("open", "read", "write", "close", "mkdir", "rename", "replace", "link", "unlink", "rmdir",
-       "fsync", "fchmod", "stat", "lstat", "fstat")
+OPS = OS_CALLS
 
 
-_PATH_MODULES = {"os", "genericpath", "posixpath", "ntpath", "tests.test_safety"}
-
-
-def _called_by_splitfile() -> bool:
-    """Tell whether the os call comes from splitfile itself (perhaps through os.path)."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_globals.get("__name__") in _PATH_MODULES:
-        frame = frame.f_back
-    return frame is not None and frame.f_globals.get("__name__") == "splitfile"
-
-
-class _Faults:
+class _Faults(PatchedOs):
     """Counts calls to os functions, making call number `at` of `op` raise `error`."""
 
     def __init__(self, op: str | None = None, at: int = 0, error: BaseException | None = None) -> None:
+        super().__init__()
         self.op, self.at, self.error = op, at, error
         self.calls = {name: 0 for name in OPS}
-        self._patches = []
 
     def _wrap(self, name: str, real):
         def call(*args, **kwargs):
-            if not _called_by_splitfile():
+            if not called_by_splitfile():
                 return real(*args, **kwargs)
             self.calls[name] += 1
             if name == self.op and self.calls[name] == self.at:
                 raise self.error
             return real(*args, **kwargs)
         return call
-
-    def __enter__(self) -> _Faults:
-        for name in OPS:
-            patcher = mock.patch.object(os, name, self._wrap(name, getattr(os, name)))
-            patcher.start()
-            self._patches.append(patcher)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for patcher in reversed(self._patches):
-            patcher.stop()
 
 
 class FaultInjectionTest(TempDirTest):
