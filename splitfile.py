@@ -36,20 +36,12 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Dict, Final, Iterable, Iterator, Protocol, Sequence, Tuple, TypeVar, Union
+    from typing import IO, Callable, Dict, Final, Iterable, Iterator, Protocol, Sequence, TypeVar, Union
 
     T = TypeVar("T")
 
-    class _HasLine(Protocol):
-        @property
-        def line(self) -> int: ...
-
-    class _Named(_HasLine, Protocol):
-        name: str
-
-    Origin = Union[int, _HasLine]  # a line number, or something that finds its own (an Open event)
-    _Seen = Union[Tuple[str, Origin], _Named]  # a name and where it is: an Open event is both
-    _Folder = Dict[str, Union["_Folder", _Seen]]  # NameIndex's tree
+    Origin = Union[int, "_Located"]  # a line number, or an event that finds its own
+    _Folder = Dict[str, Union["_Folder", int]]  # NameIndex's tree: a folder's "" is the name that needed it first
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.1.0"
@@ -401,69 +393,120 @@ def name_key(name: str) -> tuple[str, ...]:
     )
 
 
+class _Places:
+    """Where each of a run's blocks opened: one 8-byte number a block, not an object.
+
+    An origin is a line number (0 for none) or an event that knows where its
+    line starts (`_where`, `_lines`: see _Located); the line is counted only
+    when a message asks for it, then kept.
+    """
+
+    __slots__ = ("_where", "_lines")
+
+    def __init__(self) -> None:
+        from array import array
+
+        self._where = array("q")  # the line if known, else -1 - the bundle offset where it starts
+        self._lines: _Lines | None = None  # what finds a line from an offset (one per bundle)
+
+    def append(self, origin: Origin) -> None:
+        """Record where the next block opened."""
+        if isinstance(origin, int):
+            self._where.append(origin)
+        else:
+            self._where.append(origin._where)
+            self._lines = origin._lines
+
+    def line(self, number: int) -> int:
+        """Return the line of block NUMBER (from 0), 0 for none."""
+        where = self._where[number]
+        if where < 0:
+            assert self._lines is not None, "an offset is recorded only with what counts its line"
+            where = self._where[number] = self._lines.at(-1 - where)
+        return where
+
+
 class NameIndex:
     """The names seen so far, to refuse two that would land on the same file.
 
-    A tree of dicts keyed by canonical part: a folder is a dict (its "" entry
-    tells which name first needed it), a file is where its name was seen (the
-    Open event itself when it carries the name, else a (name, origin) pair).
-    So memory and time grow with the total length of the names, however deep.
+    Files are one set of canonical names (a name that is canonical already is
+    its own key, so it costs a slot); folders are a tree of dicts keyed by
+    canonical part, each with the number of the first name that needed it
+    under "". Which earlier name a file clashes with is looked up only when
+    one does. So memory and time grow with the total length of the names,
+    however deep, and stay small for each name.
     """
 
     def __init__(self) -> None:
-        self._root: _Folder = {}
+        self._files: set[str] = set()
+        self._folders: _Folder = {}
+        self.names: list[str] = []  # every name added, in order
+        self.places = _Places()
+        self._numbers: dict[str, int] | None = None  # canonical name -> number, made at the first clash
 
     def add(self, name: str, origin: Origin = 0) -> str | None:
         """Record NAME, from ORIGIN (a line, 0 for none); return why it collides with an earlier name, if it does."""
         key = name_key(name)
-        folder = self._root
-        depth = 0
-        for depth, part in enumerate(key[:-1]):  # noqa: B007 (depth is used after the loop)
-            below = folder.get(part)
-            if below is None:
+        canonical = "/".join(key)
+        if canonical == name:
+            canonical = name  # one string for both
+        folder = self._folders
+        new_from = len(key) - 1  # the first folder part that no earlier name has
+        for depth in range(len(key) - 1):
+            below = folder.get(key[depth])
+            if not isinstance(below, dict):  # None: "" is the only other key, and no part is empty
+                new_from = depth
+                # Only the first new folder can be an earlier file: no file lies below a file.
+                taken = self._number("/".join(key[: depth + 1]))
+                if taken is not None:
+                    return f"{quote(name)} needs {self._earlier(taken)} as a folder, but it is a file"
                 break
-            if not isinstance(below, dict):
-                return f"{quote(name)} needs {_earlier(below)} as a folder, but it is a file"
             folder = below
         else:
-            clash = folder.get(key[-1])
-            if isinstance(clash, dict):
-                return f"{quote(name)} is a file, but {_earlier(clash[''])} needs it as a folder"
-            if clash is not None and _seen(clash)[0] == name:
-                first = _seen(clash)[1]
+            below = folder.get(key[-1])
+            if isinstance(below, dict):
+                first = below[""]
+                assert isinstance(first, int)
+                return f"{quote(name)} is a file, but {self._earlier(first)} needs it as a folder"
+        taken = self._number(canonical)
+        if taken is not None:
+            if self.names[taken] == name:
+                first = self.places.line(taken)
                 return f"{quote(name)} appears twice" + (f"; the first block is at line {first}" if first else "")
-            if clash is not None:
-                return (
-                    f"{quote(name)} and {_earlier(clash)} differ only in case or Unicode form;"
-                    " they would overwrite each other on macOS and Windows"
-                )
-        # An Open event already holds the name: keeping it alone saves a tuple a file.
-        seen: _Seen = origin if getattr(origin, "name", None) is name else (name, origin)  # type: ignore[assignment]
-        for part in key[depth:-1]:  # the folders no earlier name has
-            made: _Folder = {"": seen}
+            return (
+                f"{quote(name)} and {self._earlier(taken)} differ only in case or Unicode form;"
+                " they would overwrite each other on macOS and Windows"
+            )
+        number = len(self.names)
+        self.names.append(name)
+        self.places.append(origin)
+        self._files.add(canonical)
+        if self._numbers is not None:
+            self._numbers[canonical] = number
+        for part in key[new_from:-1]:
+            made: _Folder = {"": number}
             folder[part] = made
             folder = made
-        folder[key[-1]] = seen
         return None
 
+    def _number(self, canonical: str) -> int | None:
+        """Return the number of the earlier name with this CANONICAL form, if any."""
+        if canonical not in self._files:
+            return None
+        if self._numbers is None:  # the first clash: index every name once
+            self._numbers = {"/".join(name_key(name)): number for number, name in enumerate(self.names)}
+        return self._numbers[canonical]
 
-def _seen(seen: _Seen | _Folder) -> tuple[str, int]:
-    """Return the name and line (0 for none) that NameIndex kept."""
-    assert not isinstance(seen, dict), "a folder's own entry is where it was first needed"
-    if isinstance(seen, tuple):
-        return seen[0], _line_of(seen[1])
-    return seen.name, seen.line
+    def _earlier(self, number: int) -> str:
+        """Return earlier name NUMBER quoted, with its line if it has one."""
+        line = self.places.line(number)
+        name = quote(self.names[number])
+        return f"{name} (line {line})" if line else name
 
 
 def _line_of(origin: Origin) -> int:
     """Return the line number of ORIGIN: a number, or an event whose line may be found only now."""
     return origin if isinstance(origin, int) else origin.line
-
-
-def _earlier(seen: _Seen | _Folder) -> str:
-    """Return an earlier name quoted, with its line if it has one."""
-    name, line = _seen(seen)
-    return f"{quote(name)} (line {line})" if line else quote(name)
 
 
 # ---------------------------------------------------------------------------

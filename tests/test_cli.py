@@ -75,6 +75,11 @@ ERRORS = [
       "Unicode form; they would overwrite each other on macOS and Windows"]),
     ("duplicate", bundle(("a", b"1\n"), ("a", b"2\n")),
      ["splitfile: error: bundle.txt:4: invalid name 'a': 'a' appears twice; the first block is at line 1"]),
+    ("duplicate in a folder an earlier block made", bundle(("d/x", b""), ("d/a", b"1\n"), ("d/a", b"2\n")),
+     ["splitfile: error: bundle.txt:6: invalid name 'd/a': 'd/a' appears twice; the first block is at line 3"]),
+    ("case collision in a folder an earlier block made", bundle(("d/x", b""), ("d/a", b""), ("D/A", b"")),
+     ["splitfile: error: bundle.txt:5: invalid name 'D/A': 'D/A' and 'd/a' (line 3) differ only in case or "
+      "Unicode form; they would overwrite each other on macOS and Windows"]),
     ("file and folder", bundle(("a", b""), ("a/b", b"")),
      ["splitfile: error: bundle.txt:3: invalid name 'a/b': 'a/b' needs 'a' (line 1) as a folder, but it is a file"]),
     ("name errors come with the structure error", bundle(("../x", b"")) + b"<<<FILE y>>>\n",

@@ -230,6 +230,22 @@ class CollisionTest(unittest.TestCase):
                 self.assertIsNone(result[0])
                 self.assertIn("folder", result[1])
 
+    def test_collisions_are_found_in_a_folder_an_earlier_name_made(self) -> None:
+        # The folder d exists once d/x is in: later names in it must still meet each other.
+        table = [
+            (["d/x", "d/b", "d/b"], "'d/b' appears twice; the first block is at line 2"),
+            (["d/x", "d/b", "d/B"], "'d/B' and 'd/b' (line 2) differ only in case"),
+            (["d/x", "d/b", "D/b/c"], "'D/b/c' needs 'd/b' (line 2) as a folder, but it is a file"),
+            (["d/x", "d/b/c", "d/B"], "'d/B' is a file, but 'd/b/c' (line 2) needs it as a folder"),
+            (["d/e/x", "d/e/f/g", "d/e/f/g"], "'d/e/f/g' appears twice; the first block is at line 2"),
+        ]
+        for names, message in table:
+            with self.subTest(names=names):
+                result = self.collisions(names)
+                self.assertEqual(result[:2], [None, None])
+                self.assertIsNotNone(result[2])
+                self.assertIn(message, result[2])
+
     def test_distinct_names_do_not_collide(self) -> None:
         self.assertEqual(self.collisions(["a/b", "a/c", "ab", "a/b2", "b/a"]), [None] * 5)
 
