@@ -417,6 +417,10 @@ class _Places:
             self._where.append(origin._where)
             self._lines = origin._lines
 
+    def pop(self) -> None:
+        """Forget the last block."""
+        self._where.pop()
+
     def line(self, number: int) -> int:
         """Return the line of block NUMBER (from 0), 0 for none."""
         where = self._where[number]
@@ -502,11 +506,6 @@ class NameIndex:
         line = self.places.line(number)
         name = quote(self.names[number])
         return f"{name} (line {line})" if line else name
-
-
-def _line_of(origin: Origin) -> int:
-    """Return the line number of ORIGIN: a number, or an event whose line may be found only now."""
-    return origin if isinstance(origin, int) else origin.line
 
 
 # ---------------------------------------------------------------------------
@@ -1772,28 +1771,35 @@ class _Journal:
     `do(kind, subject, act)` records a step and makes it, with signals held.
     `rollback()` undoes the steps in reverse; `finish()`, after success,
     drops the second names of replaced files, and from then on nothing is
-    undone. A record is one byte of kind and a subject: a path (_ROOT), a
-    folder's node (_FOLDER), or an Entry. A step whose name a later step took
-    away (a temporary file renamed into place) finds nothing left to undo.
+    undone. A record is one byte of kind and one number for its subject: the
+    path made for -o (_ROOT, an index into `_roots`), a folder's node
+    (_FOLDER), or an entry's number in RECORDS (the rest). A step whose name
+    a later step took away (a temporary file renamed into place) finds
+    nothing left to undo.
     """
 
-    __slots__ = ("_tree", "_guard", "_token", "_kinds", "_subjects", "_done")
+    __slots__ = ("_tree", "_guard", "_records", "_token", "_kinds", "_subjects", "_roots", "_done")
 
-    def __init__(self, tree: _Tree, guard: SignalGuard) -> None:
+    def __init__(self, tree: _Tree, guard: SignalGuard, records: _Records) -> None:
+        from array import array
+
         self._tree = tree
         self._guard = guard
+        self._records = records
         self._token = os.urandom(6).hex()
         self._kinds = bytearray()
-        self._subjects: list[object] = []
+        self._subjects = array("q")
+        self._roots: list[str] = []
         self._done = False  # the run has succeeded: nothing is to be undone
 
     def temp_name(self, entry: Entry) -> str:
         """Return the name of ENTRY's temporary file."""
-        return f"{TEMP_PREFIX}{self._token}-{entry.serial}"
+        attempt = entry.attempt
+        return f"{TEMP_PREFIX}{self._token}-{entry.number}" + (f"-{attempt}" if attempt else "")
 
     def backup_name(self, entry: Entry) -> str:
         """Return the second name of the file ENTRY replaces."""
-        return f"{TEMP_PREFIX}{self._token}-{entry.serial}.old"
+        return self.temp_name(entry) + ".old"
 
     def do(self, kind: int, subject: object, act: Callable[[], object]) -> None:
         """Record a step as KIND on SUBJECT, then make it with ACT; no signal can split the two.
@@ -1807,20 +1813,38 @@ class _Journal:
         guard = self._guard
         guard.hold()
         try:
+            if isinstance(subject, Entry):
+                number = subject.number
+            elif isinstance(subject, str):
+                self._roots.append(subject)
+                number = len(self._roots) - 1
+            else:
+                assert isinstance(subject, int)
+                number = subject
             self._kinds.append(kind)
-            self._subjects.append(subject)
+            self._subjects.append(number)
             try:
                 act()
             except OSError:
                 self._kinds.pop()
                 self._subjects.pop()
+                if isinstance(subject, str):
+                    self._roots.pop()
                 raise
         finally:
             guard.release()
 
+    def _subject(self, kind: int, number: int) -> object:
+        """Return what a record of KIND with NUMBER is about: a path, a node, or an Entry."""
+        if kind == _ROOT:
+            return self._roots[number]
+        if kind == _FOLDER:
+            return number
+        return Entry(self._records, number)
+
     def made_folders(self) -> list[int]:
         """Return the nodes of the folders this run made below DIR, in order."""
-        return [node for kind, node in zip(self._kinds, self._subjects) if kind == _FOLDER]  # type: ignore[misc]
+        return [node for kind, node in zip(self._kinds, self._subjects) if kind == _FOLDER]
 
     def rollback(self) -> list[str]:
         """Undo every step, last first, going on past failures; return what could not be undone."""
@@ -1829,7 +1853,8 @@ class _Journal:
             return problems
         kinds, subjects = self._kinds, self._subjects
         while kinds:
-            kind, subject = kinds.pop(), subjects.pop()
+            kind = kinds.pop()
+            subject = self._subject(kind, subjects.pop())
             try:
                 self._undo(kind, subject)
             except FileNotFoundError:
@@ -1855,7 +1880,7 @@ class _Journal:
         if folder is None:
             return
         if kind == _TEMP:
-            if subject.serial is not None:  # else dropped already: its body was the same
+            if subject.staged:  # else dropped already: its body was the same
                 tree.unlink(folder, self.temp_name(subject))
         elif kind == _KEPT:
             tree.unlink(folder, self.backup_name(subject))
@@ -1868,7 +1893,7 @@ class _Journal:
 
     def _named(self, folder: Handle, entry: Entry) -> bool:
         """Tell whether ENTRY's new file holds its real name (a step may be recorded and never made)."""
-        if entry.serial is None:  # the temporary name was dropped after the link
+        if not entry.staged:  # the temporary name was dropped after the link
             return True
         tree = self._tree
         try:
@@ -1901,10 +1926,10 @@ class _Journal:
         self._done = True
         problems: list[str] = []
         pending: BaseException | None = None
-        for kind, subject in zip(self._kinds, self._subjects):
+        for kind, number in zip(self._kinds, self._subjects):
             if kind not in (_KEPT, _ASIDE):
                 continue
-            assert isinstance(subject, Entry)
+            subject = Entry(self._records, number)
             backup = self.backup_name(subject)
             try:
                 folder = self._tree.folder(subject.folder_parts, False)
@@ -1921,7 +1946,8 @@ class _Journal:
                 if not isinstance(exc, CLEANUP_ERRORS) and pending is None:
                     pending = exc
         self._kinds.clear()
-        self._subjects.clear()
+        del self._subjects[:]
+        self._roots.clear()
         if pending is not None:
             raise pending
         return problems
@@ -1976,25 +2002,141 @@ def _close_quietly(*fds: int | None) -> None:
                 pass
 
 
-class Entry:
-    """One block on its way to disk: what is at its target, where it is staged.
+_STATUSES: Final = ("new", "same", "changed")
+_WAS_LINK: Final = -2  # in _Records.old: the target is a symlink (-1: nothing was there, or not looked at)
 
-    Kept small, since a run keeps one per block: the folder and leaf are
-    found from the name when needed, and the journal knows what was done.
+
+class _Records:
+    """What a run keeps about each of its blocks, as columns: a few bytes a block, not an object.
+
+    A million tiny blocks must fit in a few hundred MiB, and a Python object
+    per block costs more than everything else kept about it. Row N is the
+    block numbered N (from 0) in bundle order; an Entry is a view of one row.
     """
 
-    __slots__ = ("name", "origin", "status", "serial", "fd", "compare_fd", "old_mode", "old_is_link", "differs")
+    __slots__ = ("names", "places", "status", "staged", "old", "attempts")
 
-    def __init__(self, name: str, origin: Origin) -> None:
-        self.name = name
-        self.origin = origin  # its FILE line, found only if a message needs it
-        self.status = "new"  # then "same" or "changed" once compared
-        self.serial: int | None = None  # names its temporary file, while that exists
-        self.fd: int | None = None  # the temporary file, while open
-        self.compare_fd: int | None = None  # the existing file, while compared
-        self.old_mode: int | None = None  # permission bits of a replaced file
-        self.old_is_link = False
-        self.differs = False
+    def __init__(self) -> None:
+        from array import array
+
+        self.names: list[str] = []
+        self.places = _Places()  # where each FILE line is
+        self.status = bytearray()  # an index into _STATUSES
+        self.staged = bytearray()  # 1 while the body's temporary file exists under its temporary name
+        self.old = array("i")  # the permission bits of the file at the target, or _WAS_LINK, or -1
+        self.attempts: dict[int, int] = {}  # a temporary name tried again: how many names were taken before
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, number: int) -> Entry:
+        if number < 0:
+            number += len(self.names)
+        if not 0 <= number < len(self.names):
+            raise IndexError(number)
+        return Entry(self, number)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (Entry(self, number) for number in range(len(self.names)))
+
+    def append(self, name: str, origin: Origin) -> Entry:
+        """Add a row for the block NAME, whose FILE line is ORIGIN; return its entry."""
+        self.names.append(name)
+        self.places.append(origin)
+        self.status.append(0)
+        self.staged.append(0)
+        self.old.append(-1)
+        return Entry(self, len(self.names) - 1)
+
+    def pop(self) -> None:
+        """Drop the last row (a block that turned out not to be writable: nothing was staged for it)."""
+        assert not self.staged[-1], "a staged block stays, so that rollback removes its temporary file"
+        self.names.pop()
+        self.places.pop()
+        self.status.pop()
+        self.staged.pop()
+        self.old.pop()
+        self.attempts.pop(len(self.names), None)
+
+
+class Entry:
+    """One block on its way to disk: its row of _Records, seen as an object.
+
+    Made when handed out and thrown away after: two runs of the same block
+    give two equal Entry objects. The folder and leaf are found from the
+    name when needed, and the journal knows what was done.
+    """
+
+    __slots__ = ("_records", "number")
+
+    def __init__(self, records: _Records, number: int) -> None:
+        self._records = records
+        self.number = number
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and (other._records, other.number) == (self._records, self.number)
+
+    def __hash__(self) -> int:
+        return hash(self.number)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.name!r}, {self.status!r})"
+
+    @property
+    def name(self) -> str:
+        """The block's name."""
+        return self._records.names[self.number]
+
+    @property
+    def line(self) -> int:
+        """The line of the block's FILE marker."""
+        return self._records.places.line(self.number)
+
+    @property
+    def status(self) -> str:
+        """"new" until the target is compared, then "same" or "changed"."""
+        return _STATUSES[self._records.status[self.number]]
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._records.status[self.number] = _STATUSES.index(value)
+
+    @property
+    def staged(self) -> bool:
+        """Does the body's temporary file exist under its temporary name?"""
+        return bool(self._records.staged[self.number])
+
+    @staged.setter
+    def staged(self, value: bool) -> None:
+        self._records.staged[self.number] = value
+
+    @property
+    def attempt(self) -> int:
+        """How many temporary names were found taken before this block's (0 nearly always)."""
+        return self._records.attempts.get(self.number, 0)
+
+    @attempt.setter
+    def attempt(self, value: int) -> None:
+        self._records.attempts[self.number] = value
+
+    @property
+    def old_mode(self) -> int | None:
+        """The permission bits of the file at the target, if a file is there."""
+        old = self._records.old[self.number]
+        return old if old >= 0 else None
+
+    @old_mode.setter
+    def old_mode(self, mode: int) -> None:
+        self._records.old[self.number] = mode
+
+    @property
+    def old_is_link(self) -> bool:
+        """Is a symlink at the target?"""
+        return self._records.old[self.number] == _WAS_LINK
+
+    def found_link(self) -> None:
+        """Note that a symlink is at the target."""
+        self._records.old[self.number] = _WAS_LINK
 
     @property
     def folder_parts(self) -> tuple[str, ...]:
@@ -2005,11 +2147,6 @@ class Entry:
     def leaf(self) -> str:
         """The last part of the name."""
         return self.name.rpartition("/")[2]
-
-    @property
-    def line(self) -> int:
-        """The line of the block's FILE marker."""
-        return _line_of(self.origin)
 
 
 def _root_prefixes(root: str) -> list[str]:
@@ -2092,13 +2229,17 @@ class Writer:
         self.dry_run = dry_run
         self.sync = sync
         self.guard = guard or SignalGuard()  # one not entered catches no signal
-        self.entries: list[Entry] = []
+        self.entries = _Records()  # every block added, in bundle order
         self.errors: list[SplitError] = []
         self._tree = _Tree(root, use_dir_fd)
-        self._journal = _Journal(self._tree, self.guard)
+        self._journal = _Journal(self._tree, self.guard, self.entries)
         self._started = False
         self._have_root = False
-        self._serial = 0
+        # The block being staged (one at a time): its temporary file and the
+        # target it is compared with, while open, and whether they differ.
+        self._fd: int | None = None
+        self._compare_fd: int | None = None
+        self._differs = False
         self._place_new: Callable[[Entry, Handle], None] = self._place_by_link
         self._renameat2_works = True  # until this filesystem refuses renameat2's RENAME_NOREPLACE
 
@@ -2154,8 +2295,8 @@ class Writer:
 
         ORIGIN is the block's FILE line, or the Open event (its line is found only if needed).
         """
-        entry = Entry(name, origin)
-        self.entries.append(entry)  # from now on, rollback knows of it
+        entry = self.entries.append(name, origin)  # from now on, rollback knows of it
+        self._differs = False
         try:
             if not self._start():
                 return entry  # dry run into a missing DIR: all new (or DIR cannot be made: an error)
@@ -2168,7 +2309,8 @@ class Writer:
             if folder is not None and not self.dry_run and (entry.status == "new" or self.force):
                 self._stage(entry, folder)
         except SplitError as exc:
-            _close_quietly(entry.compare_fd)
+            _close_quietly(self._compare_fd)
+            self._compare_fd = None
             self.errors.append(TargetError.cannot("write", name, exc.message, entry.line))
             self.entries.pop()
             return None
@@ -2185,15 +2327,15 @@ class Writer:
             return
         if stat.S_ISLNK(st.st_mode):
             entry.status = "changed"
-            entry.old_is_link = True
-            entry.differs = True
+            entry.found_link()
+            self._differs = True
         elif stat.S_ISREG(st.st_mode):
             fd = self._tree.open(folder, leaf, os.O_RDONLY | O_NONBLOCK)
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
                 os.close(fd)
                 raise TargetError("it changed while it was being examined")
-            entry.compare_fd = fd
+            self._compare_fd = fd
             entry.status = "changed"  # until the comparison says "same"
             entry.old_mode = stat.S_IMODE(st.st_mode) & 0o777
         else:
@@ -2204,32 +2346,32 @@ class Writer:
         tree = self._tree
 
         def make() -> None:
-            entry.fd = tree.open(folder, self._journal.temp_name(entry), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            self._fd = tree.open(folder, self._journal.temp_name(entry), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
+        entry.staged = True  # before the step, like its record: an interrupt as the file appears finds it named
         while True:
-            self._serial += 1
-            entry.serial = self._serial
             try:
                 self._journal.do(_TEMP, entry, make)
-            except FileExistsError:
+            except FileExistsError:  # not this run's: try the next name
+                entry.attempt += 1
                 continue
             return
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
         """Stage DATA, the next piece of ENTRY's body, and compare it with the target."""
         try:
-            if entry.compare_fd is not None:
-                self._compare(entry, data)
-            if entry.fd is not None:
+            if self._compare_fd is not None:
+                self._compare(data)
+            if self._fd is not None:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(entry.fd, view):]
+                    view = view[os.write(self._fd, view):]
         except OSError as exc:
             raise DiskError.cannot("write", entry.name, exc, entry.line) from None
 
-    def _compare(self, entry: Entry, data: Buffer | memoryview) -> None:
-        """Compare DATA with the next bytes of ENTRY's target; stop comparing at the first difference."""
-        fd = entry.compare_fd
+    def _compare(self, data: Buffer | memoryview) -> None:
+        """Compare DATA with the next bytes of the target; stop comparing at the first difference."""
+        fd = self._compare_fd
         assert fd is not None
         old = b""
         while len(old) < len(data):
@@ -2238,31 +2380,32 @@ class Writer:
                 break
             old += more
         if old != data:
-            entry.differs = True
-            entry.compare_fd = None
+            self._differs = True
+            self._compare_fd = None
             os.close(fd)
 
     def end(self, entry: Entry) -> None:
         """Finish ENTRY's body: settle its status and close its temporary file."""
         try:
-            if entry.compare_fd is not None:
-                fd = entry.compare_fd
-                entry.compare_fd = None
+            if self._compare_fd is not None:
+                fd = self._compare_fd
+                self._compare_fd = None
                 try:
-                    entry.differs = os.read(fd, 1) != b""
+                    self._differs = os.read(fd, 1) != b""
                 finally:
                     os.close(fd)
-            if entry.status == "changed" and not entry.differs:
+            if entry.status == "changed" and not self._differs:
                 entry.status = "same"
-            if entry.fd is not None:
-                if entry.status == "changed" and entry.old_mode is not None:
+            if self._fd is not None:
+                mode = entry.old_mode
+                if entry.status == "changed" and mode is not None:
                     folder = self._tree.folder(entry.folder_parts, False)
                     assert folder is not None
-                    self._tree.chmod(entry.fd, folder, self._journal.temp_name(entry), entry.old_mode)
+                    self._tree.chmod(self._fd, folder, self._journal.temp_name(entry), mode)
                 if self.sync:
-                    os.fsync(entry.fd)
-                fd = entry.fd
-                entry.fd = None
+                    os.fsync(self._fd)
+                fd = self._fd
+                self._fd = None
                 os.close(fd)
             if entry.status == "same":
                 self._drop(entry)
@@ -2277,11 +2420,11 @@ class Writer:
 
     def _drop(self, entry: Entry) -> None:
         """Remove ENTRY's temporary file, if any: its body is what the target holds."""
-        if entry.serial is not None:
+        if entry.staged:
             folder = self._tree.folder(entry.folder_parts, False)
             if folder is not None:
                 self._tree.unlink(folder, self._journal.temp_name(entry))
-            entry.serial = None
+            entry.staged = False
 
     # -- commit and rollback -----------------------------------------------
 
@@ -2299,7 +2442,7 @@ class Writer:
         guard.hold()  # a signal now waits: before the last placement it undoes them all
         try:
             for entry in self.entries:
-                if entry.serial is not None:
+                if entry.staged:
                     guard.check()
                     self._place(entry)
             guard.succeed()  # every file is in place: a signal can no longer turn this into failure
@@ -2317,7 +2460,7 @@ class Writer:
         if os.name == "nt":
             return self._place_by_rename  # Windows' rename itself refuses to replace
         if self._tree.use_dir_fd:
-            new_files = sum(entry.status == "new" and entry.serial is not None for entry in self.entries)
+            new_files = sum(entry.status == "new" and entry.staged for entry in self.entries)
             rename = _rename_noreplace() if new_files >= MANY_FILES else None
             if rename is not None:
                 return lambda entry, folder: self._place_by_renameat2(rename, entry, folder)
@@ -2367,7 +2510,7 @@ class Writer:
             self._place_by_lstat_rename(entry, folder)
             return
         self._tree.unlink(folder, temp)
-        entry.serial = None  # no temporary name is left
+        entry.staged = False  # no temporary name is left
 
     def _place_by_lstat_rename(self, entry: Entry, folder: Handle) -> None:
         """Name a new file where hard links are missing: renameat2 where it works, else a look, then a rename."""
@@ -2415,9 +2558,7 @@ class Writer:
         guard.hold()  # already failing: a signal now only waits for the end
         guard.settle()
         try:
-            for entry in self.entries:
-                _close_quietly(entry.fd, entry.compare_fd)
-                entry.fd = entry.compare_fd = None
+            self._close_files()
             problems = self._journal.rollback()
             self._tree.close()
         finally:
@@ -2456,10 +2597,13 @@ class Writer:
 
     def close(self) -> None:
         """Release every descriptor the writer holds."""
-        for entry in self.entries:
-            _close_quietly(entry.fd, entry.compare_fd)
-            entry.fd = entry.compare_fd = None
+        self._close_files()
         self._tree.close()
+
+    def _close_files(self) -> None:
+        """Close the files of the block being staged, if any."""
+        _close_quietly(self._fd, self._compare_fd)
+        self._fd = self._compare_fd = None
 
 
 # ---------------------------------------------------------------------------
@@ -3591,13 +3735,14 @@ def _open_input(bundle: Bundle, sink: _Sink) -> _Input:
 
 
 def _memory_input(data: Buffer, source: str) -> _Input:
-    """Return a bundle held in memory: one chunk, and read again by slicing."""
+    """Return a bundle held in memory: read in chunks, as a file is (the events of one chunk are held at once),
+    and read again by slicing."""
 
     def reread(start: int, end: int) -> Iterator[bytes]:
         for at in range(start, min(end, len(data)), CHUNK_SIZE):
             yield bytes(data[at:min(at + CHUNK_SIZE, end)])
 
-    return _Input(source, (data,) if data else (), reread, len(data))
+    return _Input(source, reread(0, len(data)), reread, len(data))
 
 
 def _file_input(path: str, sink: _Sink) -> _Input:
@@ -3783,7 +3928,7 @@ class _Collector:
     """
 
     def __init__(self, wanted: Iterable[str] | None = (), writer: Writer | None = None) -> None:
-        self.names: list[str] = []
+        self._records = _Records()  # without a writer: every block's name and line
         self.wanted = None if wanted is None else set(wanted)  # None: every body
         self.bodies: dict[str, tuple[int, int]] = {}  # name: (start, size) in the spool
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
@@ -3803,13 +3948,17 @@ class _Collector:
 
     def add(self, name: str, origin: Origin) -> Entry | None:
         """Note NAME, from ORIGIN, and start keeping its body if it is wanted; None if it cannot be written."""
-        self.names.append(name)
         self._kept = None
-        entry = self.writer.add(name, origin) if self.writer else Entry(name, origin)
+        entry = self.writer.add(name, origin) if self.writer else self._records.append(name, origin)
         if entry is not None and (self.writer or self.wanted is None or name in self.wanted):
             self._kept = entry
             self._start = self.spool.seek(0, os.SEEK_END)
         return entry
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the blocks, in bundle order (without a writer)."""
+        return self._records.names
 
     def write(self, entry: Entry, data: Buffer | memoryview) -> None:
         """Take DATA, the next piece of ENTRY's body."""
@@ -3876,7 +4025,7 @@ def _rereader(path: str) -> Reread:
 
 def _extract(
     inp: _Input, writer: Writer, windows: bool, sink: _Sink, on_checked: Callable[[], None] | None = None
-) -> list[Entry]:
+) -> _Records:
     """Split INP through WRITER, all or nothing; return its entries, in bundle order.
 
     This is the one place a bundle is written, for extract() and for the
@@ -4192,8 +4341,17 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _print_lines(lines: Iterable[str]) -> None:
-    """Print LINES to stdout as UTF-8, one a line."""
-    _write_stdout("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+    """Print LINES to stdout as UTF-8, one a line, in pieces of about CHUNK_SIZE: never all of them at once."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line) + 1
+        if size >= CHUNK_SIZE:
+            _write_stdout(("\n".join(batch) + "\n").encode("utf-8", "surrogateescape"))
+            batch, size = [], 0
+    if batch:
+        _write_stdout(("\n".join(batch) + "\n").encode("utf-8", "surrogateescape"))
 
 
 def _write_stderr(text: str) -> None:

@@ -138,3 +138,33 @@ class BlockDescriptorTest(TempDirTest):
                         self.assertEqual(caught.exception.errno, errno.EBADF)
         writer.rollback()
         self.assertEqual(leftovers(self.dest), [])
+
+
+class PerBlockMemoryTest(TempDirTest):
+    """What a run keeps about each block stays small (SPEC 5): a million tiny blocks fit in a few hundred MiB."""
+
+    def test_a_run_keeps_less_than_250_bytes_a_block(self) -> None:
+        # The peak's growth from 10,000 to 30,000 blocks: what is held per
+        # block (names, lines, statuses, the name index), not the events of
+        # one chunk, which every run holds once. A dry run, so that no disk is
+        # timed; a real run adds only its journal (bench/bench.py measures it).
+        import tracemalloc
+
+        import splitfile
+
+        def peak(count: int) -> int:
+            data = bundle(*((f"d{i % 100}/f{i}.txt", b"x\n") for i in range(count)))
+            sink = splitfile._Sink()
+            inp = splitfile._open_input(data, sink)
+            writer = splitfile.Writer(os.path.join(self.tmp, f"out{count}"), dry_run=True)
+            tracemalloc.start()
+            try:
+                splitfile._extract(inp, writer, False, sink)
+                return tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+                inp.close()
+
+        small, large = 10_000, 30_000
+        per_block = (peak(large) - peak(small)) / (large - small)
+        self.assertLess(per_block, 250)
