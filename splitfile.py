@@ -397,7 +397,7 @@ class _Places:
     """Where each of a run's blocks opened: one 8-byte number a block, not an object.
 
     An origin is a line number (0 for none) or an event that knows where its
-    line starts (`_where`, `_lines`: see _Located); the line is counted only
+    line starts (`where`, `lines`: see _Located); the line is counted only
     when a message asks for it, then kept.
     """
 
@@ -414,8 +414,8 @@ class _Places:
         if isinstance(origin, int):
             self._where.append(origin)
         else:
-            self._where.append(origin._where)
-            self._lines = origin._lines
+            self._where.append(origin.where)
+            self._lines = origin.lines
 
     def pop(self) -> None:
         """Forget the last block."""
@@ -604,20 +604,20 @@ class _RereadLines(_Lines):
 class _Located:
     """An event that happened on a line; the line number may be found only when asked for."""
 
-    __slots__ = ("_where", "_lines")
+    __slots__ = ("where", "lines")
 
     def __init__(self, offset: int, line: int, lines: _Lines) -> None:
-        # One number, kept per block for a late message: the line if known,
-        # else -1 - the offset where the line starts in the bundle.
-        self._where = line or -1 - offset
-        self._lines = lines
+        # One number, which _Places keeps per block for a late message: the
+        # line if known, else -1 - the offset where the line starts in the bundle.
+        self.where = line or -1 - offset
+        self.lines = lines
 
     @property
     def line(self) -> int:
         """The number of the line, from 1."""
-        where = self._where
+        where = self.where
         if where < 0:
-            where = self._where = self._lines.at(-1 - where)
+            where = self.where = self.lines.at(-1 - where)
         return where
 
 
