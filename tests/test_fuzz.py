@@ -180,9 +180,10 @@ def random_bundle(rng: random.Random) -> bytes:
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
-    """Return DATA with one random mutation: bytes flipped, lines cut, duplicated or swapped, markers swapped."""
+    """Return DATA with one random mutation: bytes flipped, lines cut, duplicated or swapped, markers swapped,
+    or a block added whose name lands on an earlier one's file or folder."""
     lines = data.split(b"\n")
-    kind = rng.randrange(8)
+    kind = rng.randrange(9)
     if kind == 0 and data:
         i = rng.randrange(len(data))
         return data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
@@ -201,6 +202,17 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
             lines[i], lines[j] = lines[j], lines[i]
     elif kind == 5:
         return data[: rng.randrange(len(data) + 1)]
+    elif kind == 7:
+        opens = [i for i, line in enumerate(lines) if line.startswith(b"<<<FILE ")]
+        if opens:  # the same name, in another case, as a folder, or its folder as a file; its folder made earlier
+            i = rng.choice(opens)
+            name = lines[i].rstrip(b"\r")[8:-3]
+            folder = name.rpartition(b"/")[0]
+            twin = rng.choice([name, name.upper(), name.swapcase(), name + b"/x", folder or name])
+            lines.append(b"<<<FILE " + twin + b">>>\nx\n<<<END " + twin + b">>>")
+            if folder and rng.random() < 0.5:
+                sibling = folder + b"/sibling"
+                lines.insert(i, b"<<<FILE " + sibling + b">>>\n<<<END " + sibling + b">>>")
     elif kind == 6:
         markers = [i for i, line in enumerate(lines) if line.startswith((b"<<<FILE ", b"<<<END "))]
         if markers:  # mistype a marker the way models do (SPEC 1.10)
