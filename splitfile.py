@@ -3168,8 +3168,9 @@ def _diff(name: str, new_file: bool, old: Span, new: Span, out: _ByteSink, visib
             if tag in ("replace", "insert"):
                 shown |= _emit_lines(buffered, b"+", b, j1, j2, escape)
     if shown:
-        buffered.write(f"splitfile: note: {quote(name)} holds control characters, shown above as escapes such as"
-                       " \\r and \\x1b; piped output keeps them as they are\n".encode("utf-8", "surrogateescape"))
+        buffered.write(f"splitfile: note: {quote(name)} holds control or invisible characters, shown above as"
+                       " escapes such as \\r, \\x1b and \\u202e; piped output keeps them as they are\n"
+                       .encode("utf-8", "surrogateescape"))
     buffered.flush()
 
 
@@ -3311,16 +3312,26 @@ class _Buffered:
 def _escaper() -> Callable[[bytes], tuple[bytes, int]]:
     """Return a function that makes control characters in text visible; it returns the text and how many.
 
-    Escaped: C0 controls but TAB and LF, a CR not followed by LF, DEL, and C1
-    controls (U+0080 to U+009F, two bytes in UTF-8).
+    Escaped: C0 controls but TAB and LF, a CR not followed by LF, DEL, C1
+    controls (U+0080 to U+009F, two bytes in UTF-8), and the invisible
+    characters that reorder or hide text ("Trojan Source"): the bidi marks,
+    embeddings, overrides and isolates, zero-width characters, the line and
+    paragraph separators, and U+FEFF, each as \\uXXXX.
     """
     import re
 
-    pattern = re.compile(rb"\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+    pattern = re.compile(
+        rb"\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]"
+        rb"|\xd8\x9c|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa4\xa6-\xa9]|\xef\xbb\xbf"
+    )
 
     def shown(match: re.Match[bytes]) -> bytes:
         text = match.group()
-        return b"\\r" if text == b"\r" else b"\\x%02x" % text[-1]
+        if text == b"\r":
+            return b"\\r"
+        if len(text) == 1 or text[0] == 0xC2:
+            return b"\\x%02x" % text[-1]
+        return b"\\u%04x" % ord(text.decode("utf-8"))
 
     def escape(data: bytes) -> tuple[bytes, int]:
         return pattern.subn(shown, data)

@@ -270,13 +270,25 @@ class TerminalTest(TempDirTest):
             '+import os; os.system("echo PWNED")\\r# just a comment\n'
             "+\\x1b[2Jclear\\x85\tTab\r\n"
             "+last\\r\n\\ No newline at end of file\n"
-            "splitfile: note: 'f.txt' holds control characters, shown above as escapes such as \\r and \\x1b;"
-            " piped output keeps them as they are\n"
+            "splitfile: note: 'f.txt' holds control or invisible characters, shown above as escapes such as \\r,"
+            " \\x1b and \\u202e; piped output keeps them as they are\n"
         ))
         piped = diff_of(old, new)
         self.assertIn(b"+" + self.EVIL, piped)
         self.assertNotIn(b"splitfile: note", piped)
         self.assertNotIn(b"splitfile: note", diff_of(b"a\r\n", b"b\r\n", visible=True))  # CRLF is no trick
+
+    def test_characters_that_reorder_or_hide_text_are_escaped_for_a_terminal(self) -> None:
+        # "Trojan Source": the bidi override makes a terminal show the check's end as a comment.
+        trojan = 'if access != "user\u202e \u2066// admin\u2069 \u2066":\u200b\u2028\ufeff\u061c\n'.encode()
+        shown = diff_of(b"", trojan, visible=True).decode()
+        self.assertIn('+if access != "user\\u202e \\u2066// admin\\u2069 \\u2066":'
+                      "\\u200b\\u2028\\ufeff\\u061c\n", shown)
+        self.assertIn("holds control or invisible characters", shown)
+        self.assertIn(b"+" + trojan, diff_of(b"", trojan))  # piped: exact
+        plain = "caf\u00e9 \u65e5\u672c \u2014 \u20ac\n".encode()  # other non-ASCII text is left alone
+        self.assertIn(b"+" + plain, diff_of(b"", plain, visible=True))
+        self.assertNotIn(b"splitfile: note", diff_of(b"", plain, visible=True))
 
     @unittest.skipUnless(os.name == "posix", "needs a pseudo-terminal")
     def test_a_real_terminal_sees_the_hidden_half(self) -> None:
@@ -293,7 +305,7 @@ class TerminalTest(TempDirTest):
         self.assertEqual(proc.returncode, 0)
         self.assertIn(b'+import os; os.system("echo PWNED")\\r# just a comment', screen)
         self.assertNotIn(b"\r#", screen)
-        self.assertIn(b"holds control characters", screen)
+        self.assertIn(b"holds control or invisible characters", screen)
 
     @unittest.skipUnless(PATCH, "patch is not installed")
     def test_piped_output_is_raw_and_applies(self) -> None:
