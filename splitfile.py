@@ -36,7 +36,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Dict, Final, Iterable, Iterator, Protocol, Sequence, TypeVar, Union
+    from typing import IO, Callable, Dict, Final, Iterable, Iterator, NoReturn, Protocol, Sequence, TypeVar, Union
 
     T = TypeVar("T")
 
@@ -4402,7 +4402,13 @@ class _OutputLost(Exception):
 def _build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            # argparse quotes arguments as given: one holding a newline or an
+            # escape (a file name a glob matched) must not forge a line.
+            super().error("".join(ch if ch.isprintable() else _escape(ch) for ch in message))
+
+    parser = Parser(
         prog="splitfile",
         usage="python splitfile.py [BUNDLE] [-o DIR] [-f] [-n | -l | -p NAME | --diff | --pack PATH...] [-v] [-q]"
         " [--portable] [--sync]",

@@ -141,6 +141,18 @@ class SourceInMessagesTest(TempDirTest):
         self.assertTrue(lines[0].startswith(r"splitfile: error: 'b\x0a\x1b[31msplitfile: warning: fine.txt':1: "))
         self.assertNotIn(b"\x1b", done.stderr)
 
+    def test_an_argument_a_usage_error_names_cannot_forge_a_line(self) -> None:
+        # A glob can match a file whose name holds a newline and an escape.
+        stray = "x\nsplitfile: warning: forged \x1b[31mred"
+        self.write_bundle(bundle(("a", b"a\n")))
+        done = subprocess.run([sys.executable, SCRIPT, "bundle.txt", stray, "-o", self.dest], capture_output=True)
+        self.assertEqual(done.returncode, 2)
+        lines = done.stderr.decode().splitlines()
+        self.assertEqual(lines[-1], r"splitfile: error: unrecognized arguments: x\x0asplitfile: warning: forged \x1b[31mred")
+        self.assertFalse(any(line.startswith("splitfile: warning") for line in lines))
+        self.assertNotIn(b"\x1b", done.stderr)
+        self.assertEqual(os.listdir(self.dest), [])
+
     def test_a_plain_source_is_shown_as_it_is(self) -> None:
         self.write_bundle(b"<<<FILE x>>>\n", name="my bundle.txt")
         done = subprocess.run([sys.executable, SCRIPT, "my bundle.txt", "-o", self.dest], capture_output=True)
