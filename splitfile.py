@@ -3935,13 +3935,19 @@ class _Collector:
     """A consumer that writes no file: it keeps the names, and the bodies asked for.
 
     Kept bodies go back to back into one spool that spills to a temporary
-    file, so memory stays bounded whatever their sizes; each costs two numbers.
+    file, so memory stays bounded whatever their sizes; each costs two
+    numbers in arrays, by entry number, and is found by name too, but with
+    --diff, which keeps every body and looks each up by its entry.
     """
 
     def __init__(self, wanted: Iterable[str] | None = (), writer: Writer | None = None) -> None:
+        from array import array
+
         self._records = _Records()  # without a writer: every block's name and line
         self.wanted = None if wanted is None else set(wanted)  # None: every body
-        self.bodies: dict[str, tuple[int, int]] = {}  # name: (start, size) in the spool
+        self._starts = array("q")  # where each entry's body starts in the spool (-1: not kept)
+        self._sizes = array("q")
+        self._numbers: dict[str, int] = {}  # without a writer: the entry number of each kept body, by name
         self.writer = writer  # with --diff, a dry-run writer that looks at each target
         self._spool: IO[bytes] | None = None
         self._kept: Entry | None = None  # the block whose body is being kept
@@ -3983,17 +3989,28 @@ class _Collector:
         if self.writer:
             self.writer.end(entry)
         if entry is self._kept:
-            self.bodies[entry.name] = (self._start, self.spool.tell() - self._start)
+            number = entry.number
+            while len(self._starts) <= number:  # a number is new, or the last one again (a writer dropped it)
+                self._starts.append(-1)
+                self._sizes.append(-1)
+            self._starts[number] = self._start
+            self._sizes[number] = self.spool.tell() - self._start
+            if self.writer is None:
+                self._numbers[entry.name] = number
             self._kept = None
+
+    def has_body(self, name: str) -> bool:
+        """Tell whether the body of NAME is kept (without a writer)."""
+        return name in self._numbers
 
     def body(self, name: str) -> bytes:
         """Return the whole body of NAME (in memory: for callers that want bytes)."""
         return b"".join(_read_span(*self.body_span(name)))
 
-    def body_span(self, name: str) -> Span:
-        """Return where the body of NAME is kept, to be read in chunks: (stream, start, size)."""
-        start, size = self.bodies[name]
-        return self.spool, start, size
+    def body_span(self, which: str | Entry) -> Span:
+        """Return where the body of WHICH (a name, or an entry) is kept, to be read in chunks: (stream, start, size)."""
+        number = which.number if isinstance(which, Entry) else self._numbers[which]
+        return self.spool, self._starts[number], self._sizes[number]
 
     def close(self) -> None:
         """Drop the kept bodies."""
@@ -4081,7 +4098,7 @@ def _diff_entry(writer: Writer, collector: _Collector, entry: Entry, out: _ByteS
             writer.read_target(entry, old)  # a copy: the target may change while the diff reads it twice
         except OSError as exc:
             raise DiskError(f"cannot read {quote(entry.name)}: {_reason(exc)}", entry.line) from None
-        _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body_span(entry.name), out, visible)
+        _diff(entry.name, entry.status == "new", (old, 0, old.tell()), collector.body_span(entry), out, visible)
 
 
 def _write_diffs(
@@ -4505,7 +4522,7 @@ def _cli_inspect(args: argparse.Namespace, inp: _Input, windows: bool, reporter:
         if args.list:
             _print_lines(collector.names)
             return EXIT_OK
-        missing = [name for name in args.print_names if name not in collector.bodies]
+        missing = [name for name in args.print_names if not collector.has_body(name)]
         if missing:
             raise _combined([SplitError(f"the bundle has no block named {quote(name)}", None, name) for name in missing])
         for name in args.print_names:

@@ -352,6 +352,7 @@ def names_section(py: str, out: str, work: str, count: int) -> None:
         ("-l", [py, SPLITFILE, many, "-l"], count),
         ("-n", [py, SPLITFILE, many, "-n", "-o", out], count),
         ("real run", [py, SPLITFILE, many, "-o", out], count),
+        ("--diff, every file new", [py, SPLITFILE, many, "--diff", "-o", out], count),
         ("40 names 1,000 parts deep, -l", [py, SPLITFILE, deep, "-l"], 0),
     ]
     for title, argv, files in cases:

@@ -358,7 +358,8 @@ class CliTest(TempDirTest):
             assert entry is not None
             picky.write(entry, memoryview(name.encode() + b"\n"))
             picky.end(entry)
-        self.assertEqual(picky.bodies, {"a": (0, 2)})
+        self.assertEqual((picky.has_body("a"), picky.has_body("b")), (True, False))
+        self.assertEqual(picky.body_span("a")[1:], (0, 2))
 
     def test_out_of_memory_is_an_error_line(self) -> None:
         path = self.write_bundle(bundle(("a.txt", b"a\n")))
