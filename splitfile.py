@@ -36,7 +36,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Dict, Final, Iterable, Iterator, NoReturn, Protocol, Sequence, TypeVar, Union
+    from typing import IO, Callable, Dict, Final, Iterable, Iterator, NoReturn, Optional, Protocol, Sequence, TypeVar, Union
 
     T = TypeVar("T")
 
@@ -1535,14 +1535,21 @@ class _Tree:
         self._open: dict[int, Handle] = {}  # node -> handle, least recently used first
         self._budget = _folder_budget() if use_dir_fd else _OPEN_FOLDERS[1]
 
-    def open_root(self) -> None:
-        """Open DIR itself; DIR may be a symlink, since the user named it."""
+    def open_root(self, follow: bool = True) -> os.stat_result:
+        """Open DIR itself and return its status; DIR may be a symlink, since the user named it, unless not FOLLOW."""
         if self.use_dir_fd:
-            self._root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
-        else:
-            if not os.path.isdir(self.root):
-                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.root)
-            self._root = self.root
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC | (0 if follow else O_NOFOLLOW))
+            self._root = fd
+            return os.fstat(fd)
+        st = os.stat(self.root, follow_symlinks=follow)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.root)
+        self._root = self.root
+        return st
+
+    def is_open(self) -> bool:
+        """Tell whether DIR is open (once opened, until closed)."""
+        return self._root is not None
 
     def close(self) -> None:
         """Close every folder descriptor (a later call reopens DIR's folders, never DIR)."""
@@ -2622,6 +2629,10 @@ if TYPE_CHECKING:
         def write(self, data: bytes, /) -> object: ...
 
     Scanned = tuple[int, int]  # (st_dev, st_ino) of a file or folder as the scan saw it
+    # Where --pack found a file: the tree of a folder it was given, that folder's
+    # identity, the parts of the file's folder below it, and the file's name.
+    _Place = tuple[_Tree, Scanned, tuple[str, ...], str]
+    _Source = tuple[str, str, Scanned, Optional[_Place]]  # name, path, identity, place
 
 
 def _pack_name(path: str) -> str:
@@ -2819,9 +2830,17 @@ def _identity(st: os.stat_result) -> Scanned:
     return st.st_dev, st.st_ino
 
 
-def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> list[tuple[str, str, Scanned]]:
-    """Return (name, path, identity) for every file to bundle: PATHS in order, folders sorted by name bytes."""
-    found: list[tuple[str, str, Scanned]] = []
+def _pack_sources(
+    paths: Sequence[str], warn: Callable[[str, str], None], trees: list[_Tree]
+) -> list[_Source]:
+    """Return (name, path, identity, place) for every file to bundle: PATHS in order, folders sorted by name bytes.
+
+    PLACE is None for a file named in PATHS, else where the file was found:
+    (the _Tree of the folder named in PATHS, that folder's identity, the
+    parts of the file's folder below it, the file's own name). Each tree is
+    added to TREES, for the caller to close.
+    """
+    found: list[_Source] = []
     for path in paths:
         name = _pack_name(path)
         path = path.rstrip("/" + os.sep) or path  # 'link/' would make lstat follow the link
@@ -2832,24 +2851,32 @@ def _pack_sources(paths: Sequence[str], warn: Callable[[str, str], None]) -> lis
         if name.rsplit("/", 1)[-1].casefold() in VCS_FOLDERS:
             warn(path, f"skipped: a version-control {'folder' if stat.S_ISDIR(st.st_mode) else 'file'}")
         elif stat.S_ISDIR(st.st_mode):
-            inside = _pack_folder(path, name, _identity(st), warn)
+            tree = _Tree(path, HAVE_DIR_FD)
+            trees.append(tree)
+            try:
+                inside = _pack_folder(tree, name, _identity(st), warn)
+            finally:
+                tree.close()  # one tree's descriptors at a time, however many folders are named
             found += sorted(inside, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
         elif stat.S_ISREG(st.st_mode):
-            found.append((name, path, _identity(st)))
+            found.append((name, path, _identity(st), None))
         else:
             warn(path, f"skipped: {_describe(st.st_mode)}, not a file")
     return found
 
 
-def _pack_folder(
-    folder: str, name: str, identity: Scanned, warn: Callable[[str, str], None]
-) -> list[tuple[str, str, Scanned]]:
-    """Return the files below FOLDER, walked without recursion (any depth) and never through a symlink."""
-    found: list[tuple[str, str, Scanned]] = []
-    pending = [(folder, name, identity)]
+def _pack_folder(tree: _Tree, name: str, identity: Scanned, warn: Callable[[str, str], None]) -> list[_Source]:
+    """Return the files below TREE's folder (scanned as IDENTITY, bundled as NAME), walked without recursion.
+
+    Any depth: each folder is opened relative to its parent, never through a
+    symlink, so no path grows longer than one name.
+    """
+    found: list[_Source] = []
+    pending: list[tuple[tuple[str, ...], str, Scanned]] = [((), name, identity)]
     while pending:
-        path, prefix, expected = pending.pop()
-        for leaf, st in _list_folder(path, expected):
+        parts, prefix, expected = pending.pop()
+        path = os.path.join(tree.root, *parts)
+        for leaf, st in _list_folder(tree, identity, parts, expected):
             child_path = os.path.join(path, leaf)
             child = f"{prefix}/{leaf}" if prefix else leaf
             if stat.S_ISLNK(st.st_mode):
@@ -2857,9 +2884,9 @@ def _pack_folder(
             elif leaf.casefold() in VCS_FOLDERS:  # a folder, or a worktree's '.git' file
                 warn(child_path, f"skipped: a version-control {'folder' if stat.S_ISDIR(st.st_mode) else 'file'}")
             elif stat.S_ISDIR(st.st_mode):
-                pending.append((child_path, child, _identity(st)))
+                pending.append((parts + (leaf,), child, _identity(st)))
             elif stat.S_ISREG(st.st_mode):
-                found.append((child, child_path, _identity(st)))
+                found.append((child, child_path, _identity(st), (tree, identity, parts, leaf)))
             else:
                 warn(child_path, "skipped: not a regular file")
     return found
@@ -2870,43 +2897,75 @@ def _changed(path: str) -> DiskError:
     return DiskError(f"cannot read {quote(path)}: it changed while the tree was being packed; run --pack again")
 
 
-def _list_folder(path: str, expected: Scanned) -> list[tuple[str, os.stat_result]]:
-    """Return (name, lstat) of each entry of the folder PATH, which must still be the one scanned.
+def _scanned_folder(tree: _Tree, top: Scanned, parts: tuple[str, ...], expected: Scanned | None = None) -> Handle:
+    """Return a handle on TREE's folder PARTS, which must still be the folder scanned (EXPECTED, if given).
 
-    Where scandir takes a descriptor, the folder is opened with O_NOFOLLOW
-    and checked on the open descriptor, so a folder swapped for a link after
-    the scan is never listed; one descriptor is open at a time.
+    The folder named for --pack (scanned as TOP) is opened without following
+    a link; each folder below it relative to its parent, with O_NOFOLLOW
+    where dir_fd exists, and one reopened must be the folder first seen.
     """
+    path = os.path.join(tree.root, *parts)
     try:
-        if os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY"):
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            try:
-                if _identity(os.fstat(fd)) != expected:
-                    raise _changed(path)
-                with os.scandir(fd) as entries:
-                    return [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
-            finally:
-                os.close(fd)
-        if _identity(os.lstat(path)) != expected:
-            raise _changed(path)
-        with os.scandir(path) as entries:  # Windows: DirEntry.stat gives no st_ino there
-            return [(entry.name, os.lstat(entry.path)) for entry in entries]
+        handle = tree.folder(parts, False)
+        if handle is None:  # DIR is not open (a tree is closed between uses), or a folder is gone
+            if tree.is_open():
+                raise _changed(path)
+            if _identity(tree.open_root(follow=False)) != top:
+                raise _changed(tree.root)
+            handle = tree.folder(parts, False)
+            if handle is None:
+                raise _changed(path)
+        if expected is not None:
+            st = os.fstat(handle) if isinstance(handle, int) else os.lstat(handle)
+            if _identity(st) != expected:
+                raise _changed(path)
+        return handle
+    except TargetError:  # a part is a link or a file now, or another folder
+        raise _changed(path) from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):  # a link, a file, or nothing now
             raise _changed(path) from None
         raise DiskError(f"cannot read {quote(path)}: {_reason(exc)}") from None
 
 
-def _open_scanned(path: str, expected: Scanned) -> int:
-    """Open the file PATH for reading; it must still be the regular file scanned.
+def _list_folder(
+    tree: _Tree, top: Scanned, parts: tuple[str, ...], expected: Scanned
+) -> list[tuple[str, os.stat_result]]:
+    """Return (name, lstat) of each entry of TREE's folder PARTS, which must still be the one scanned.
 
-    O_NOFOLLOW: a file swapped for a link is not read through; O_NONBLOCK: a
-    FIFO swapped in does not hang the open. A file that is no longer the one
-    scanned is an error, not a skip: the tree is changing under the pack, and
-    a bundle silently missing a file that exists would be worse than a rerun.
+    Where scandir takes a descriptor, the folder is listed through the
+    descriptor opened without following a link, so a folder swapped for a
+    link after the scan is never listed.
     """
+    handle = _scanned_folder(tree, top, parts, expected)
     try:
-        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_BINARY | O_CLOEXEC)
+        if isinstance(handle, int) and os.scandir in os.supports_fd:
+            with os.scandir(handle) as entries:
+                return [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+        path = handle if isinstance(handle, str) else os.path.join(tree.root, *parts)
+        with os.scandir(path) as entries:  # Windows: DirEntry.stat gives no st_ino there
+            return [(entry.name, os.lstat(entry.path)) for entry in entries]
+    except OSError as exc:
+        raise DiskError(f"cannot read {quote(os.path.join(tree.root, *parts))}: {_reason(exc)}") from None
+
+
+def _open_scanned(path: str, expected: Scanned, place: _Place | None) -> int:
+    """Open the file PATH, found at PLACE, for reading; it must still be the regular file scanned.
+
+    Opened relative to its folder (see _scanned_folder), or by PATH when it
+    was named itself. O_NOFOLLOW: a file swapped for a link is not read
+    through; O_NONBLOCK: a FIFO swapped in does not hang the open. A file
+    that is no longer the one scanned is an error, not a skip: the tree is
+    changing under the pack, and a bundle silently missing a file that
+    exists would be worse than a rerun.
+    """
+    flags = os.O_RDONLY | O_NONBLOCK
+    try:
+        if place is None:
+            fd = os.open(path, flags | O_NOFOLLOW | O_BINARY | O_CLOEXEC)
+        else:
+            tree, top, parts, leaf = place
+            fd = tree.open(_scanned_folder(tree, top, parts), leaf, flags)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOENT, getattr(errno, "EMLINK", -1)):
             raise _changed(path) from None
@@ -2960,7 +3019,6 @@ def pack(
     written to OUT: the bundle is staged in a spool that spills to disk.
     """
     import io
-    import tempfile
 
     def warn(path: str, message: str) -> None:
         if on_warning is not None:
@@ -2971,10 +3029,28 @@ def pack(
         raise UsageError("pack() takes a list of paths; for one path, pass [path]")
     if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
         raise UsageError("pack() writes bytes: OUT must be a binary stream, such as open(path, 'wb')")
-    sources = _pack_sources([_path_arg(path, "a path to pack") for path in paths], warn)
+    trees: list[_Tree] = []
+    try:
+        return _pack_into(paths, out, windows, warn, trees)
+    finally:
+        for tree in trees:
+            tree.close()
+
+
+def _pack_into(
+    paths: Iterable[str | os.PathLike[str]],
+    out: _ByteSink,
+    windows: bool,
+    warn: Callable[[str, str], None],
+    trees: list[_Tree],
+) -> list[str]:
+    """Do pack()'s work; the folder trees it opens go to TREES, for pack() to close."""
+    import tempfile
+
+    sources = _pack_sources([_path_arg(path, "a path to pack") for path in paths], warn, trees)
     errors: list[SplitError] = []
     index = NameIndex()
-    for name, path, _ in sources:
+    for name, path, _, _ in sources:
         why = "; ".join(check_name(name, windows)) or index.add(name)
         if why:
             errors.append(InvalidNameError(f"cannot bundle {quote(path)} as {quote(name)}: {why}", None, name))
@@ -2982,9 +3058,14 @@ def pack(
         raise _combined(errors)
     names: list[str] = []
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as staged:
-        for name, path, identity in sources:
+        current: _Tree | None = None
+        for name, path, identity, place in sources:
             start = staged.tell()
-            fd = _open_scanned(path, identity)
+            if place is not None and place[0] is not current:  # one tree's descriptors open at a time
+                if current is not None:
+                    current.close()
+                current = place[0]
+            fd = _open_scanned(path, identity, place)
             try:
                 check = _format_file(name, _read_fd(fd, path), staged, add_newline=True)
             finally:

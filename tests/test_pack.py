@@ -110,9 +110,9 @@ class HostileTreeTest(TempDirTest):
             "nothing": lambda: None,
         }
         for kind, swap in swaps.items():
-            def list_then_swap(path: str, expected: tuple[int, int]) -> object:
-                found = real(path, expected)
-                if path == "p":
+            def list_then_swap(tree: object, top: object, parts: tuple[str, ...], expected: object) -> object:
+                found = real(tree, top, parts, expected)
+                if parts == ():
                     os.rename(os.path.join("p", "sub"), "moved")
                     swap()  # noqa: B023 - called within this iteration
                 return found
@@ -125,6 +125,57 @@ class HostileTreeTest(TempDirTest):
             if os.path.lexists(os.path.join("p", "sub")):
                 os.remove(os.path.join("p", "sub"))
             os.rename("moved", os.path.join("p", "sub"))
+
+    @unittest.skipUnless(splitfile.HAVE_DIR_FD, "needs dir_fd: without it a folder is a path, as with tar")
+    def test_a_folder_swapped_for_a_link_after_the_scan_is_not_opened_through(self) -> None:
+        make_tree(self.tmp, {"p/sub/victim.txt": b"v\n", "outside/victim.txt": b"SECRET\n"})
+        real_open = os.open
+        through_links: list[str] = []
+
+        def watching_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs.get("dir_fd") is None and isinstance(path, str):
+                head = os.path.dirname(path)
+                while head not in ("", os.sep):  # a link on the way: the open would go through it
+                    if os.path.islink(head):
+                        through_links.append(path)
+                    head = os.path.dirname(head)
+            return real_open(path, flags, *args, **kwargs)
+
+        def to_link() -> None:
+            os.rename(os.path.join("p", "sub"), "moved")
+            os.symlink(os.path.join("..", "outside"), os.path.join("p", "sub"))
+
+        with mock.patch.object(os, "open", watching_open):
+            result = self.swap_after_scan(to_link)
+        self.assertEqual((result.code, result.out), (1, b""))
+        self.assertEqual(result.err, "splitfile: error: cannot read 'p/sub': it changed while the tree was"
+                                     " being packed; run --pack again\n")
+        self.assertEqual(through_links, [])
+
+    def test_a_name_of_4096_bytes_is_packed_whatever_the_path_length(self) -> None:
+        # The path from here is longer than PATH_MAX; each open names one part.
+        if not (splitfile.HAVE_DIR_FD and os.scandir in os.supports_fd):
+            self.skipTest("without descriptors for folders, paths are as long as the names, as with tar")
+        name = "p/" + ("d" * 254 + "/") * 15 + "e" * 13 + "/" + "f" * 255
+        self.assertEqual(len(name), 4096)
+        self.assertEqual(splitfile.extract(bundle((name, b"deep\n")), self.tmp)[0].status, "new")
+        self.addCleanup(self.remove_long, name)
+        result = run(["--pack", "p"])
+        self.assertEqual((result.code, result.err), (0, ""))
+        self.assertEqual(result.out, bundle((name, b"deep\n")))
+
+    def remove_long(self, name: str) -> None:
+        """Remove the file NAME and its folders below the test folder, one part at a time."""
+        old = os.getcwd()
+        parts = name.split("/")
+        os.chdir(self.tmp)
+        for part in parts[:-1]:
+            os.chdir(part)
+        os.remove(parts[-1])
+        for part in reversed(parts[:-1]):
+            os.chdir("..")
+            os.rmdir(part)
+        os.chdir(old)
 
     def test_files_stream_through_the_checks_in_chunks_of_any_size(self) -> None:
         files = {
@@ -194,11 +245,21 @@ class HostileTreeTest(TempDirTest):
 
 
 class WithoutScandirFdTest(HostileTreeTest):
-    """The same walk where scandir cannot take a descriptor (Windows): folders are checked with lstat."""
+    """The same walk where scandir cannot take a descriptor: folders are opened as descriptors, listed by path."""
 
     def setUp(self) -> None:
         super().setUp()
         patcher = mock.patch.object(os, "supports_fd", os.supports_fd - {os.scandir})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+
+class WithoutDirFdTest(HostileTreeTest):
+    """The same walk without dir_fd (Windows): folders are paths, each checked with lstat before use."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        patcher = mock.patch.object(splitfile, "HAVE_DIR_FD", False)
         patcher.start()
         self.addCleanup(patcher.stop)
 
