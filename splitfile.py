@@ -1492,6 +1492,7 @@ _KEPT = 3  # an Entry's old file given a second name (its backup): remove that n
 _ASIDE = 4  # an Entry's old file moved to its backup name: move it back
 _NAMED = 5  # an Entry's new file given its real name: remove that name
 _REPLACED = 6  # an Entry's new file put over the old one: put the backup back over it
+_KINDS = 8  # a journal record is its subject times this, plus its kind
 # Folder descriptors kept open at once: a share of the descriptor limit,
 # within these bounds; others are reopened when needed.
 _OPEN_FOLDERS: Final = (8, 256)
@@ -1778,14 +1779,15 @@ class _Journal:
     `do(kind, subject, act)` records a step and makes it, with signals held.
     `rollback()` undoes the steps in reverse; `finish()`, after success,
     drops the second names of replaced files, and from then on nothing is
-    undone. A record is one byte of kind and one number for its subject: the
-    path made for -o (_ROOT, an index into `_roots`), a folder's node
-    (_FOLDER), or an entry's number in RECORDS (the rest). A step whose name
-    a later step took away (a temporary file renamed into place) finds
-    nothing left to undo.
+    undone. A record is one number, its subject times 8 plus its kind, so
+    that it is written (and dropped) in one step that no interrupt can
+    split; the subject is the path made for -o (_ROOT, an index into
+    `_roots`), a folder's node (_FOLDER), or an entry's number in RECORDS
+    (the rest). A step whose name a later step took away (a temporary file
+    renamed into place) finds nothing left to undo.
     """
 
-    __slots__ = ("_tree", "_guard", "_records", "_token", "_kinds", "_subjects", "_roots", "_done")
+    __slots__ = ("_tree", "_guard", "_records", "_token", "_steps", "_roots", "_done")
 
     def __init__(self, tree: _Tree, guard: SignalGuard, records: _Records) -> None:
         from array import array
@@ -1794,8 +1796,7 @@ class _Journal:
         self._guard = guard
         self._records = records
         self._token = os.urandom(6).hex()
-        self._kinds = bytearray()
-        self._subjects = array("q")
+        self._steps = array("q")  # subject * _KINDS + kind, in the order made
         self._roots: list[str] = []
         self._done = False  # the run has succeeded: nothing is to be undone
 
@@ -1823,26 +1824,22 @@ class _Journal:
             if isinstance(subject, Entry):
                 number = subject.number
             elif isinstance(subject, str):
-                self._roots.append(subject)
-                number = len(self._roots) - 1
+                number = len(self._roots)
+                self._roots.append(subject)  # an unused path, if an interrupt comes before the record
             else:
                 assert isinstance(subject, int)
                 number = subject
-            self._kinds.append(kind)
-            self._subjects.append(number)
+            self._steps.append(number * _KINDS + kind)
             try:
                 act()
             except OSError:
-                self._kinds.pop()
-                self._subjects.pop()
-                if isinstance(subject, str):
-                    self._roots.pop()
+                self._steps.pop()
                 raise
         finally:
             guard.release()
 
     def _subject(self, kind: int, number: int) -> object:
-        """Return what a record of KIND with NUMBER is about: a path, a node, or an Entry."""
+        """Return what a record of KIND about NUMBER is about: a path, a node, or an Entry."""
         if kind == _ROOT:
             return self._roots[number]
         if kind == _FOLDER:
@@ -1851,23 +1848,30 @@ class _Journal:
 
     def made_folders(self) -> list[int]:
         """Return the nodes of the folders this run made below DIR, in order."""
-        return [node for kind, node in zip(self._kinds, self._subjects) if kind == _FOLDER]
+        return [step // _KINDS for step in self._steps if step % _KINDS == _FOLDER]
 
     def rollback(self) -> list[str]:
-        """Undo every step, last first, going on past failures; return what could not be undone."""
+        """Undo every step, last first, going on past failures; return what could not be undone.
+
+        After success nothing is undone: an exception that cut finish() short
+        (an interrupt in a library) only has it go on dropping second names.
+        """
         problems: list[str] = []
-        if self._done:  # the run succeeded; an exception after that undoes nothing
-            return problems
-        kinds, subjects = self._kinds, self._subjects
-        while kinds:
-            kind = kinds.pop()
-            subject = self._subject(kind, subjects.pop())
+        if self._done:
+            return self.finish()
+        steps = self._steps
+        while steps:
+            # Dropped once undone: an interrupt in between leaves it for the
+            # next rollback, and every undo looks before it acts.
+            number, kind = divmod(steps[-1], _KINDS)
+            subject = self._subject(kind, number)
             try:
                 self._undo(kind, subject)
             except FileNotFoundError:
                 pass
             except CLEANUP_ERRORS as exc:
                 problems.append(self._failed(kind, subject, exc))
+            steps.pop()
         return problems
 
     def _undo(self, kind: int, subject: object) -> None:
@@ -1926,34 +1930,39 @@ class _Journal:
     def finish(self) -> list[str]:
         """After success, drop the second names of replaced files; return what could not be dropped.
 
-        From here on the run has succeeded and nothing is undone. A failure,
-        even an interrupt, leaves only a leftover, named in the list; another
-        exception (SystemExit, say) is raised once every name has been tried.
+        From here on the run has succeeded and nothing is undone. A failure
+        leaves only a leftover, named in the list; an interrupt (a library's
+        Ctrl-C) gets the name tried once more; another exception (SystemExit,
+        say) is raised once every name has been tried. Each record goes once
+        handled, so finish() cut short by an exception can be called again.
         """
         self._done = True
         problems: list[str] = []
         pending: BaseException | None = None
-        for kind, number in zip(self._kinds, self._subjects):
-            if kind not in (_KEPT, _ASIDE):
-                continue
-            subject = Entry(self._records, number)
-            backup = self.backup_name(subject)
-            try:
-                folder = self._tree.folder(subject.folder_parts, False)
-                if folder is not None:
-                    self._tree.unlink(folder, backup)
-            except FileNotFoundError:
-                pass
-            except BaseException as exc:  # even an interrupt: the run has succeeded, only a leftover remains
-                shown = "/".join(subject.folder_parts + (backup,))
-                problems.append(
-                    f"{quote(subject.name)} was replaced, but its old copy {quote(shown)} could not be"
-                    f" removed ({_reason(exc)}); delete it by hand"
-                )
-                if not isinstance(exc, CLEANUP_ERRORS) and pending is None:
-                    pending = exc
-        self._kinds.clear()
-        del self._subjects[:]
+        steps = self._steps
+        while steps:
+            number, kind = divmod(steps[-1], _KINDS)
+            if kind in (_KEPT, _ASIDE):
+                subject = Entry(self._records, number)
+                for last_try in (False, True):
+                    try:
+                        folder = self._tree.folder(subject.folder_parts, False)
+                        if folder is not None:
+                            self._tree.unlink(folder, self.backup_name(subject))
+                    except FileNotFoundError:
+                        pass
+                    except BaseException as exc:  # even an interrupt: the run has succeeded
+                        if isinstance(exc, KeyboardInterrupt) and not last_try:
+                            continue
+                        shown = "/".join(subject.folder_parts + (self.backup_name(subject),))
+                        problems.append(
+                            f"{quote(subject.name)} was replaced, but its old copy {quote(shown)} could not be"
+                            f" removed ({_reason(exc)}); delete it by hand"
+                        )
+                        if not isinstance(exc, CLEANUP_ERRORS) and pending is None:
+                            pending = exc
+                    break
+            steps.pop()
         self._roots.clear()
         if pending is not None:
             raise pending

@@ -220,6 +220,49 @@ class RollbackTest(TempDirTest):
         self.assertGreater(outcomes["finished"], 2)
 
 
+    def test_an_interrupt_at_any_line_of_the_journal_rolls_back_or_leaves_the_finished_result(self) -> None:
+        """Ctrl-C lands between two Python lines, too: between recording a step and making it, say."""
+        import sys
+
+        data = bundle(("old/a.txt", b"new a\n"), ("n1/b.txt", b"new b\n"), ("c.txt", b"new c\n"))
+        wanted = {"old/a.txt": b"new a\n", "n1/b.txt": b"new b\n", "c.txt": b"new c\n"}
+        watched = {splitfile._Journal.do.__code__, splitfile._Journal.finish.__code__}
+        outcomes = {"rolled back": 0, "finished": 0}
+        for nth in range(1, 500):
+            with self.subTest(nth=nth):
+                shutil.rmtree(self.dest)
+                make_tree(self.dest, {"old/a.txt": b"OLD A\n", "c.txt": b"OLD C\n"})
+                before = snapshot(self.outer)
+                lines = [0]
+
+                def local(frame, event, arg):  # type: ignore[no-untyped-def]
+                    if event == "line":
+                        lines[0] += 1
+                        if lines[0] == nth:
+                            raise KeyboardInterrupt
+                    return local
+
+                def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+                    return local if frame.f_code in watched else None
+
+                sys.settrace(tracer)
+                try:
+                    splitfile.extract(data, self.dest, force=True)
+                except KeyboardInterrupt:  # before the last file was in place, or after: in finish()
+                    pass
+                finally:
+                    sys.settrace(None)
+                self.assertEqual(leftovers(self.outer), [])
+                if files_of(self.dest) == wanted:
+                    outcomes["finished"] += 1
+                else:
+                    outcomes["rolled back"] += 1
+                    self.assertUnchanged(before)
+                if lines[0] < nth:  # no line was interrupted: done
+                    break
+        self.assertGreater(outcomes["rolled back"], 50)
+        self.assertGreater(outcomes["finished"], 10)
+
     def test_an_exception_after_the_last_file_is_in_place_undoes_nothing(self) -> None:
         make_tree(self.dest, {"a.txt": b"old a\n", "b.txt": b"old b\n"})
         real_unlink = os.unlink
