@@ -36,12 +36,11 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only the type checker needs it
-    from typing import IO, Callable, Dict, Final, Iterable, Iterator, NoReturn, Optional, Protocol, Sequence, TypeVar, Union
+    from typing import IO, Callable, Final, Iterable, Iterator, NoReturn, Optional, Protocol, Sequence, TypeVar, Union
 
     T = TypeVar("T")
 
     Origin = Union[int, "_Located"]  # a line number, or an event that finds its own
-    _Folder = Dict[str, Union["_Folder", int]]  # NameIndex's tree: a folder's "" is the name that needed it first
     Handle = Union[int, str]  # a folder: a descriptor, or a path without dir_fd
 
 __version__ = "1.1.0"
@@ -430,23 +429,88 @@ class _Places:
         return where
 
 
+_SEARCHED_CLASHES: Final = 16  # clashes NameIndex finds by a search, before it indexes every name
+
+
+class _Folders:
+    """The folders that names need, as a tree in flat arrays: about 40 bytes a folder, not a dict.
+
+    A bundle of names thousands of parts deep needs millions of folders, and
+    a Python object per folder would cost hundreds of bytes each. Folder N
+    has a parent (-1 for a top folder), a canonical part (bytes in one
+    bytearray), the hash of the two and the number of the first name that
+    needed it; `find` looks a child up in an open-addressing table of folder
+    numbers, each candidate compared part by part, so it is exact.
+    """
+
+    __slots__ = ("parent", "needer", "_hashes", "_starts", "_parts", "_table")
+
+    def __init__(self) -> None:
+        from array import array
+
+        # Four bytes a number where two billion is more than any bundle has.
+        self.parent = array("i")
+        self.needer = array("i")
+        self._hashes = array("q")  # of (parent, part): kept, so that growing the table hashes nothing again
+        self._starts = array("i", [0])  # folder N's part is _parts[_starts[N]:_starts[N + 1]]
+        self._parts = bytearray()
+        self._table = array("i", [-1]) * 64  # folder numbers, -1 for a free slot; at most half full
+
+    def find(self, parent: int, part: bytes) -> int:
+        """Return the folder PART in the folder PARENT, or -1 if no name needed it."""
+        table, mask = self._table, len(self._table) - 1
+        slot = hash((parent, part)) & mask
+        while True:
+            folder = table[slot]
+            if folder < 0:
+                return -1
+            if self.parent[folder] == parent and self._parts[self._starts[folder]:self._starts[folder + 1]] == part:
+                return folder
+            slot = (slot + 1) & mask
+
+    def add(self, parent: int, part: bytes, needer: int) -> int:
+        """Record the folder PART in the folder PARENT, first needed by name NEEDER; return its number."""
+        folder = len(self.parent)
+        self.parent.append(parent)
+        self.needer.append(needer)
+        self._hashes.append(hash((parent, part)))
+        self._parts += part
+        self._starts.append(len(self._parts))
+        if 2 * (folder + 1) > len(self._table):  # keep it at most half full: double it, place all again
+            from array import array
+
+            self._table = array("i", [-1]) * (2 * len(self._table))
+            for known in range(folder):
+                self._place(known)
+        self._place(folder)
+        return folder
+
+    def _place(self, folder: int) -> None:
+        """Put FOLDER in the first free slot from where its hash points."""
+        table, mask = self._table, len(self._table) - 1
+        slot = self._hashes[folder] & mask
+        while table[slot] >= 0:
+            slot = (slot + 1) & mask
+        table[slot] = folder
+
+
 class NameIndex:
     """The names seen so far, to refuse two that would land on the same file.
 
     Files are one set of canonical names (a name that is canonical already is
-    its own key, so it costs a slot); folders are a tree of dicts keyed by
-    canonical part, each with the number of the first name that needed it
-    under "". Which earlier name a file clashes with is looked up only when
-    one does. So memory and time grow with the total length of the names,
-    however deep, and stay small for each name.
+    its own key, so it costs a slot); folders are a _Folders tree, each with
+    the first name that needed it. Which earlier name a file clashes with is
+    looked up only when one does. So memory and time grow with the total
+    length of the names, however deep, and stay small for each name.
     """
 
     def __init__(self) -> None:
         self._files: set[str] = set()
-        self._folders: _Folder = {}
+        self._folders = _Folders()
         self.names: list[str] = []  # every name added, in order
         self.places = _Places()
-        self._numbers: dict[str, int] | None = None  # canonical name -> number, made at the first clash
+        self._clashes = 0
+        self._numbers: dict[str, int] | None = None  # canonical name -> number, made after a few clashes
 
     def add(self, name: str, origin: Origin = 0) -> str | None:
         """Record NAME, from ORIGIN (a line, 0 for none); return why it collides with an earlier name, if it does."""
@@ -454,11 +518,13 @@ class NameIndex:
         canonical = "/".join(key)
         if canonical == name:
             canonical = name  # one string for both
-        folder = self._folders
+        folders = self._folders
+        parts = [part.encode("utf-8", "surrogatepass") for part in key]
+        folder = -1  # above the top folders
         new_from = len(key) - 1  # the first folder part that no earlier name has
         for depth in range(len(key) - 1):
-            below = folder.get(key[depth])
-            if not isinstance(below, dict):  # None: "" is the only other key, and no part is empty
+            below = folders.find(folder, parts[depth])
+            if below < 0:
                 new_from = depth
                 # Only the first new folder can be an earlier file: no file lies below a file.
                 taken = self._number("/".join(key[: depth + 1]))
@@ -467,11 +533,9 @@ class NameIndex:
                 break
             folder = below
         else:
-            below = folder.get(key[-1])
-            if isinstance(below, dict):
-                first = below[""]
-                assert isinstance(first, int)
-                return f"{quote(name)} is a file, but {self._earlier(first)} needs it as a folder"
+            below = folders.find(folder, parts[-1])
+            if below >= 0:
+                return f"{quote(name)} is a file, but {self._earlier(folders.needer[below])} needs it as a folder"
         taken = self._number(canonical)
         if taken is not None:
             if self.names[taken] == name:
@@ -487,19 +551,38 @@ class NameIndex:
         self._files.add(canonical)
         if self._numbers is not None:
             self._numbers[canonical] = number
-        for part in key[new_from:-1]:
-            made: _Folder = {"": number}
-            folder[part] = made
-            folder = made
+        for part in parts[new_from:-1]:
+            folder = folders.add(folder, part, number)
         return None
 
     def _number(self, canonical: str) -> int | None:
-        """Return the number of the earlier name with this CANONICAL form, if any."""
+        """Return the number of the earlier name with this CANONICAL form, if any.
+
+        The first few clashes look for it, keeping nothing: one duplicate in
+        a million blocks must not cost a dict of a million names. Past that,
+        every name is indexed once.
+        """
         if canonical not in self._files:
             return None
-        if self._numbers is None:  # the first clash: index every name once
-            self._numbers = {"/".join(name_key(name)): number for number, name in enumerate(self.names)}
+        if self._numbers is None:
+            self._clashes += 1
+            if self._clashes <= _SEARCHED_CLASHES:
+                return self._search(canonical)
+            self._numbers = {}
+            for number, name in enumerate(self.names):
+                key = "/".join(name_key(name))
+                self._numbers[name if key == name else key] = number
         return self._numbers[canonical]
+
+    def _search(self, canonical: str) -> int:
+        """Return the number of the earlier name with this CANONICAL form, which there is."""
+        try:
+            number = self.names.index(canonical)  # the earlier name is canonical too, mostly: a scan in C
+            if "/".join(name_key(self.names[number])) == canonical:
+                return number
+        except ValueError:
+            pass
+        return next(number for number, name in enumerate(self.names) if "/".join(name_key(name)) == canonical)
 
     def _earlier(self, number: int) -> str:
         """Return earlier name NUMBER quoted, with its line if it has one."""

@@ -246,6 +246,20 @@ class CollisionTest(unittest.TestCase):
                 self.assertIsNotNone(result[2])
                 self.assertIn(message, result[2])
 
+    def test_every_clash_names_its_earlier_line_before_and_after_the_index_is_built(self) -> None:
+        # The first clashes are searched for, later ones looked up: both must name the same earlier block.
+        count = splitfile._SEARCHED_CLASHES * 3
+        first = [f"Dir/F{i}" if i % 2 else f"dir/f{i}" for i in range(count)]
+        again = [f"dir/f{i}" if i % 2 else f"dir/f{i}" for i in reversed(range(count))]
+        results = self.collisions(first + again)
+        self.assertEqual(results[:count], [None] * count)
+        for i, result in zip(reversed(range(count)), results[count:]):
+            self.assertIsNotNone(result)
+            if i % 2:
+                self.assertIn(f"and 'Dir/F{i}' (line {i + 1}) differ only in case", result)
+            else:
+                self.assertIn(f"appears twice; the first block is at line {i + 1}", result)
+
     def test_distinct_names_do_not_collide(self) -> None:
         self.assertEqual(self.collisions(["a/b", "a/c", "ab", "a/b2", "b/a"]), [None] * 5)
 
@@ -279,6 +293,20 @@ class CollisionTest(unittest.TestCase):
 
         # Every prefix held as its own tuple made this grow 4x when depth doubles; linear grows 2x.
         self.assertLess(peak(800) / peak(400), 2.6)
+
+    def test_a_folder_costs_tens_of_bytes_not_an_object(self) -> None:
+        # 100 names of 2,000 one-letter parts need 200,000 folders; a dict per folder took about 270 bytes.
+        import tracemalloc
+
+        names = [f"n{n}/" + "a/" * 1998 + "f" for n in range(100)]
+        tracemalloc.start()
+        index = splitfile.NameIndex()
+        for number, name in enumerate(names, 1):
+            self.assertIsNone(index.add(name, number))
+        per_folder = tracemalloc.get_traced_memory()[1] / (100 * 1999)
+        tracemalloc.stop()
+        self.assertLess(per_folder, 80)
+        self.assertIn("(line 8) needs it as a folder", index.add("n7/" + "a/" * 1000 + "a", 101) or "")
 
 
 if __name__ == "__main__":
