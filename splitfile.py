@@ -1499,15 +1499,25 @@ class SignalGuard:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
-            for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-                if hasattr(signal, name):
-                    signum = getattr(signal, name)
-                    if signal.getsignal(signum) != signal.SIG_IGN:  # ignored by the parent: stays so
-                        self._saved[signum] = signal.signal(signum, self._handle)
-            if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an error (EFBIG)
-                self._saved[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        return self
+        try:
+            if threading.current_thread() is threading.main_thread():
+                # Each handler is saved before it is replaced, so that one
+                # replaced is always put back, whenever a signal lands.
+                for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+                    if hasattr(signal, name):
+                        signum = getattr(signal, name)
+                        self._saved[signum] = signal.getsignal(signum)
+                        if self._saved[signum] == signal.SIG_IGN:  # ignored by the parent: stays so
+                            del self._saved[signum]
+                        else:
+                            signal.signal(signum, self._handle)
+                if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an error (EFBIG)
+                    self._saved[signal.SIGXFSZ] = signal.getsignal(signal.SIGXFSZ)
+                    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            return self
+        except BaseException:  # a signal as the handlers go in: put back those installed, then go on
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         import signal
@@ -4724,12 +4734,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
     # The script itself leaves the signals ignored on its way out: once the
     # outcome is decided, no signal may kill it. A caller keeps its handlers.
-    with SignalGuard(restore=__name__ != "__main__") as guard:
-        try:
-            return _main(argv, guard)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            guard.settle()
-            return _interrupted(exc)
+    guard = SignalGuard(restore=__name__ != "__main__")
+    try:
+        with guard:
+            try:
+                return _main(argv, guard)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                guard.settle()
+                return _interrupted(exc)
+    except (Interrupted, KeyboardInterrupt) as exc:  # as the guard was set up, before any work
+        return _interrupted(exc)
 
 
 def _interrupted(exc: BaseException) -> int:

@@ -177,3 +177,27 @@ class IgnoredSignalTest(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(POSIX, "POSIX signals")
+class SetUpSignalTest(TempDirTest):
+    def test_a_signal_as_the_handlers_go_in_is_an_interrupt_not_a_traceback(self) -> None:
+        from unittest import mock
+
+        from tests.helpers import run
+
+        path = self.write_bundle(bundle(("a.txt", b"a\n")))
+        before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        real_signal = signal.signal
+
+        def install_then_interrupt(signum: int, handler: object) -> object:
+            previous = real_signal(signum, handler)  # type: ignore[arg-type]
+            if signum == signal.SIGHUP and callable(handler):  # the last handler is in: Ctrl-C lands now
+                os.kill(os.getpid(), signal.SIGINT)
+            return previous
+
+        with mock.patch.object(signal, "signal", install_then_interrupt):
+            result = run([path, "-o", self.dest])
+        self.assertEqual((result.code, result.err), (130, "splitfile: error: interrupted; nothing was written\n"))
+        self.assertEqual(os.listdir(self.dest), [])
+        self.assertEqual({signum: signal.getsignal(signum) for signum in before}, before)
