@@ -1742,6 +1742,8 @@ class _Tree:
         depth = len(chain) - 1
         while depth and chain[depth] not in self._open:
             depth -= 1
+        if not self.use_dir_fd:  # a path is resolved anew at each use: look at every part again, each time
+            depth = 0
         handle = self._touch(chain[depth]) if depth else self._root
         for level in range(depth, len(parts)):  # open the rest, each relative to its parent
             known = chain[level + 1] if level + 1 < len(chain) else None

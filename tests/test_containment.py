@@ -9,7 +9,7 @@ import unittest
 from unittest import mock
 
 from tests.helpers import (
-    PatchedOs, TempDirTest, bundle, called_by_splitfile, files_of, leftovers, make_tree, run, snapshot, splitfile,
+    ForceNoDirFd, PatchedOs, TempDirTest, bundle, called_by_splitfile, files_of, leftovers, make_tree, run, snapshot, splitfile,
 )
 
 class _SwapAt(PatchedOs):
@@ -193,3 +193,27 @@ class LinkFollowTest(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LstatWalkSwapTest(ForceNoDirFd, TempDirTest):
+    """Without dir_fd (Windows) a folder is a path: one swapped for a link during the run must not steer the rollback."""
+
+    def test_the_rollback_after_a_folder_became_a_link_touches_nothing_outside(self) -> None:
+        make_tree(self.dest, {"sub/c": b"old\n"})
+        outside = os.path.join(self.tmp, "outside")
+        make_tree(outside, {"c": b"outside c\n", "n/x": b"outside x\n", "a": b"outside a\n"})
+        before = snapshot(outside)
+        data = bundle(("sub/a", b"A\n"), ("sub/c", b"C\n"), ("sub/n/x", b"X\n"), ("top", b"T\n"))
+        real_link = os.link
+        links = [0]
+
+        def link_then_swap(*args: object, **kw: object) -> None:
+            real_link(*args, **kw)  # type: ignore[arg-type]
+            links[0] += 1
+            if links[0] == 3:  # sub/a placed, sub/c kept aside: now sub becomes a link to outside
+                os.rename(os.path.join(self.dest, "sub"), os.path.join(self.tmp, "moved"))
+                os.symlink(outside, os.path.join(self.dest, "sub"))
+
+        with mock.patch.object(os, "link", link_then_swap), self.assertRaises(splitfile.SplitError):
+            splitfile.extract(data, self.dest, force=True)
+        self.assertEqual(snapshot(outside), before)
