@@ -1654,11 +1654,17 @@ class _Tree:
             if isinstance(handle, int):
                 _close_quietly(handle)
 
-    @staticmethod
-    def _at(folder: Handle, name: str) -> tuple[str, int | None]:
-        """Return the path and dir_fd that name NAME in FOLDER."""
+    def _at(self, folder: Handle, name: str) -> tuple[str, int | None]:
+        """Return the path and dir_fd that name NAME in FOLDER.
+
+        A path is resolved anew by every call, so it is looked at anew, part
+        by part (see folder()), right before each call that uses it.
+        """
         if isinstance(folder, int):
             return name, folder
+        parts = tuple(part for part in folder[len(self.root):].split(os.sep) if part)
+        if self.folder(parts, False) is None:
+            raise FileNotFoundError(errno.ENOENT, "its folder is gone", folder)
         return os.path.join(folder, name), None
 
     def lstat(self, folder: Handle, name: str) -> os.stat_result:
@@ -1956,14 +1962,17 @@ class _Journal:
             return self.finish()
         steps = self._steps
         while steps:
-            # Dropped once undone: an interrupt in between leaves it for the
-            # next rollback, and every undo looks before it acts.
+            # Dropped once undone, and every undo looks before it acts: an
+            # interrupt (a library's Ctrl-C; the command line holds signals
+            # here) has the same step undone again, never skipped.
             number, kind = divmod(steps[-1], _KINDS)
             subject = self._subject(kind, number)
             try:
                 self._undo(kind, subject)
             except FileNotFoundError:
                 pass
+            except KeyboardInterrupt:
+                continue
             except CLEANUP_ERRORS as exc:
                 problems.append(self._failed(kind, subject, exc))
             steps.pop()
@@ -1989,6 +1998,16 @@ class _Journal:
             if subject.staged:  # else dropped already: its body was the same
                 tree.unlink(folder, self.temp_name(subject))
         elif kind == _KEPT:
+            # The second name goes only once the first is the old file again:
+            # if putting it back failed, the second name is its only one.
+            backup = tree.lstat(folder, self.backup_name(subject))
+            try:
+                leaf = tree.lstat(folder, subject.leaf)
+            except FileNotFoundError:
+                leaf = None
+            if leaf is None or (leaf.st_dev, leaf.st_ino) != (backup.st_dev, backup.st_ino):
+                shown = "/".join(subject.folder_parts + (self.backup_name(subject),))
+                raise OSError(errno.EEXIST, f"its old content is kept as {quote(shown)}")
             tree.unlink(folder, self.backup_name(subject))
         elif kind == _ASIDE:
             tree.rename(folder, self.backup_name(subject), subject.leaf, replace=False)
@@ -2423,7 +2442,8 @@ class Writer:
             _close_quietly(self._compare_fd)
             self._compare_fd = None
             self.errors.append(TargetError.cannot("write", name, exc.message, entry.line))
-            self.entries.pop()
+            if not entry.staged:  # else its temporary file may exist: the row stays for the rollback
+                self.entries.pop()
             return None
         except OSError as exc:
             raise DiskError.cannot("write", name, exc, entry.line) from None
@@ -4253,7 +4273,13 @@ def _extract(
             on_checked()
         leftovers = writer.commit()
     except BaseException:
-        for problem in writer.rollback():
+        while True:  # an interrupt (a library's Ctrl-C) has the rollback go on: each undo looks before it acts
+            try:
+                problems = writer.rollback()
+                break
+            except KeyboardInterrupt:
+                continue
+        for problem in problems:
             sink.problem(problem)
         raise
     finally:
@@ -4736,9 +4762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run splitfile with ARGV (default: sys.argv[1:]); return the exit status."""
     # The script itself leaves the signals ignored on its way out: once the
     # outcome is decided, no signal may kill it. A caller keeps its handlers.
-    guard = SignalGuard(restore=__name__ != "__main__")
     try:
-        with guard:
+        with SignalGuard(restore=__name__ != "__main__") as guard:
             try:
                 return _main(argv, guard)
             except (Interrupted, KeyboardInterrupt) as exc:

@@ -217,3 +217,20 @@ class LstatWalkSwapTest(ForceNoDirFd, TempDirTest):
         with mock.patch.object(os, "link", link_then_swap), self.assertRaises(splitfile.SplitError):
             splitfile.extract(data, self.dest, force=True)
         self.assertEqual(snapshot(outside), before)
+
+    def test_a_folder_that_becomes_a_link_between_two_calls_gets_no_file(self) -> None:
+        make_tree(self.dest, {"sub/b.txt": b"old\n"})
+        outside = os.path.join(self.tmp, "outside")
+        make_tree(outside, {"sub/keep": b"k\n"})
+        before = snapshot(outside)
+        real_examine = splitfile.Writer._examine
+
+        def examine_then_swap(writer: splitfile.Writer, entry: splitfile.Entry, folder: object) -> None:
+            real_examine(writer, entry, folder)  # type: ignore[arg-type]
+            os.rename(os.path.join(self.dest, "sub"), os.path.join(self.tmp, "moved"))
+            os.symlink(os.path.join(outside, "sub"), os.path.join(self.dest, "sub"))
+
+        with mock.patch.object(splitfile.Writer, "_examine", examine_then_swap), \
+                self.assertRaises(splitfile.TargetError):
+            splitfile.extract(bundle(("sub/b.txt", b"new\n")), self.dest, force=True)
+        self.assertEqual(snapshot(outside), before)

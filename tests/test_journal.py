@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.helpers import TempDirTest, files_of, leftovers, make_tree, snapshot, splitfile
+from tests.helpers import TempDirTest, bundle, files_of, leftovers, make_tree, snapshot, splitfile
 
 
 class JournalStepTest(TempDirTest):
@@ -164,3 +164,59 @@ class JournalStepTest(TempDirTest):
         self.assertEqual(results, {"one": [], "two": []})
         for tag in ("one", "two"):
             self.assertEqual(len(files_of(os.path.join(self.dest, tag))), 50)
+
+
+class RollbackUnderFireTest(TempDirTest):
+    """A rollback that meets a failure or an interrupt itself never loses a replaced file's old content."""
+
+    BUNDLE = bundle(("a.txt", b"new\n"), ("b.txt", b"b\n"))
+
+    def extract_failing_at_the_second_placement(self, undo: object) -> None:
+        from unittest import mock
+
+        real_place = splitfile.Writer._place
+        placed = [0]
+
+        def place(writer: splitfile.Writer, entry: splitfile.Entry) -> None:
+            placed[0] += 1
+            if placed[0] == 2:
+                raise splitfile.DiskError("Input/output error (injected)")
+            real_place(writer, entry)
+
+        with mock.patch.object(splitfile.Writer, "_place", place), \
+                mock.patch.object(splitfile._Journal, "_undo", undo), self.assertRaises(splitfile.DiskError):
+            splitfile.extract(self.BUNDLE, self.dest, force=True)
+
+    def test_an_interrupt_as_the_rollback_starts_undoes_that_step_again(self) -> None:
+        make_tree(self.dest, {"a.txt": b"ORIGINAL\n"})
+        before = snapshot(self.outer)
+        real_undo = splitfile._Journal._undo
+        calls = [0]
+
+        def undo(journal: object, kind: int, subject: object) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise KeyboardInterrupt  # Ctrl-C in a library, as the rollback starts
+            real_undo(journal, kind, subject)  # type: ignore[arg-type]
+
+        self.extract_failing_at_the_second_placement(undo)
+        self.assertUnchanged(before)
+
+    def test_an_old_file_that_cannot_be_put_back_keeps_its_second_name(self) -> None:
+        make_tree(self.dest, {"a.txt": b"ORIGINAL\n"})
+        real_undo = splitfile._Journal._undo
+        problems: list[str] = []
+
+        def undo(journal: object, kind: int, subject: object) -> None:
+            if kind == splitfile._REPLACED:
+                raise OSError(5, "Input/output error")
+            real_undo(journal, kind, subject)  # type: ignore[arg-type]
+
+        from unittest import mock
+
+        with mock.patch.object(splitfile._Sink, "problem", lambda sink, message: problems.append(message)):
+            self.extract_failing_at_the_second_placement(undo)
+        kept = [name for name in files_of(self.dest) if name.endswith(".old")]
+        self.assertEqual(len(kept), 1)
+        self.assertEqual(files_of(self.dest)[kept[0]], b"ORIGINAL\n")  # the only copy of the old content
+        self.assertTrue(any(f"its old content is kept as '{kept[0]}'" in problem for problem in problems), problems)
