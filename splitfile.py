@@ -448,11 +448,11 @@ class _Folders:
     def __init__(self) -> None:
         from array import array
 
-        # Four bytes a number where two billion is more than any bundle has.
+        # Four bytes a number where two billion folders or names is more than memory holds.
         self.parent = array("i")
         self.needer = array("i")
         self._hashes = array("q")  # of (parent, part): kept, so that growing the table hashes nothing again
-        self._starts = array("i", [0])  # folder N's part is _parts[_starts[N]:_starts[N + 1]]
+        self._starts = array("q", [0])  # folder N's part is _parts[_starts[N]:_starts[N + 1]]
         self._parts = bytearray()
         self._table = array("i", [-1]) * 64  # folder numbers, -1 for a free slot; at most half full
 

@@ -333,7 +333,7 @@ def diff_section(py: str, work: str, rounds: int) -> None:
 
 def names_section(py: str, out: str, work: str, count: int) -> None:
     """Peak memory per file (COUNT one-line blocks) and for deep names, beside the bare interpreter."""
-    print(f"\n## Per-file memory: {count:,} one-line blocks; 40 names 1,000 parts deep"
+    print(f"\n## Per-file memory: {count:,} one-line blocks; deep names"
           "   (target <= 200 bytes a file; tens of MiB for deep names)")
     many = os.path.join(work, "many.txt")
     with open(many, "wb") as f:
@@ -345,6 +345,11 @@ def names_section(py: str, out: str, work: str, count: int) -> None:
         for i in range(40):  # about 2 KB each: valid names (SPEC 2), 1,000 parts deep
             name = (f"n{i}/" + "d/" * 998 + "f.txt").encode()
             f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
+    distinct = os.path.join(work, "distinct.txt")
+    with open(distinct, "wb") as f:
+        for i in range(1000):  # 2,040,000 folders, none shared below the top: an 8 MB bundle
+            name = (f"n{i}/" + "a/" * 2039 + "f").encode()
+            f.write(b"<<<FILE " + name + b">>>\nx\n<<<END " + name + b">>>\n")
     quiet = ["sh", "-c", 'exec "$0" "$@" >/dev/null']  # exec: the peak measured is splitfile's own
     _, bare = run([py, "-c", "pass"])
     print(f"  {'bare interpreter (python -c pass)':36s} {bare / 1024:6.1f} MiB")
@@ -354,6 +359,7 @@ def names_section(py: str, out: str, work: str, count: int) -> None:
         ("real run", [py, SPLITFILE, many, "-o", out], count),
         ("--diff, every file new", [py, SPLITFILE, many, "--diff", "-o", out], count),
         ("40 names 1,000 parts deep, -l", [py, SPLITFILE, deep, "-l"], 0),
+        ("1,000 names 2,040 parts deep, -l", [py, SPLITFILE, distinct, "-l"], 0),
     ]
     for title, argv, files in cases:
         fresh(out)
@@ -363,6 +369,7 @@ def names_section(py: str, out: str, work: str, count: int) -> None:
     fresh(out)
     os.remove(many)
     os.remove(deep)
+    os.remove(distinct)
 
 
 def _tar_of(py: str, bundle: str, out: str, work: str) -> str:
