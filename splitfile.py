@@ -2160,8 +2160,6 @@ class _Records:
         return len(self.names)
 
     def __getitem__(self, number: int) -> Entry:
-        if number < 0:
-            number += len(self.names)
         if not 0 <= number < len(self.names):
             raise IndexError(number)
         return Entry(self, number)
@@ -2192,9 +2190,8 @@ class _Records:
 class Entry:
     """One block on its way to disk: its row of _Records, seen as an object.
 
-    Made when handed out and thrown away after: two runs of the same block
-    give two equal Entry objects. The folder and leaf are found from the
-    name when needed, and the journal knows what was done.
+    Made when handed out and thrown away after. The folder and leaf are
+    found from the name when needed, and the journal knows what was done.
     """
 
     __slots__ = ("_records", "number")
@@ -2202,12 +2199,6 @@ class Entry:
     def __init__(self, records: _Records, number: int) -> None:
         self._records = records
         self.number = number
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Entry) and (other._records, other.number) == (self._records, self.number)
-
-    def __hash__(self) -> int:
-        return hash(self.number)
 
     def __repr__(self) -> str:
         return f"Entry({self.name!r}, {self.status!r})"
